@@ -1,0 +1,100 @@
+//! The `Echo` custom resource: its spec, its status and the CRD generated from them.
+//!
+//! Validation lives in the schema so the API server rejects bad specs before the operator
+//! ever sees them; the operator still re-checks nothing here, it trusts the admitted object.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this project defines.
+pub const GROUP: &str = "tracing.example.com";
+/// Annotation through which whoever applies an object can start its trace.
+pub const TRACEPARENT_ANNOTATION: &str = "tracing.example.com/traceparent";
+/// Finalizer that makes the operator delete the remote echo before the object goes away.
+pub const FINALIZER: &str = "tracing.example.com/echo-cleanup";
+/// The one condition type the operator maintains.
+pub const READY_CONDITION: &str = "Ready";
+
+/// What the user wants echoed, and how the echo service should behave while doing it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "tracing.example.com",
+    version = "v1alpha1",
+    kind = "Echo",
+    plural = "echoes",
+    shortname = "ec",
+    namespaced,
+    status = "EchoStatus",
+    printcolumn(name = "Message", type_ = "string", json_path = ".spec.message"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Trace", type_ = "string", json_path = ".status.traceId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoSpec {
+    /// Text the echo service stores and answers with.
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self.trim().size() > 0").message("message must not be blank"))]
+    pub message: String,
+    /// Milliseconds the echo service waits before it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10000))]
+    pub delay_ms: Option<u32>,
+    /// The echo service answers 503 to the first N writes it receives for this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub fail_first: Option<u32>,
+}
+
+/// What the operator last observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoStatus {
+    /// The generation the operator last reconciled successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What the echo service answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// Trace id of the reconcile that wrote this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// When the operator last wrote this status (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled: Option<String>,
+    /// Standard conditions; the operator maintains `Ready`.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl Echo {
+    /// The `Ready` condition, if the status has one.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY_CONDITION)
+    }
+
+    /// True when the operator has not yet reconciled the current generation.
+    pub fn generation_pending(&self) -> bool {
+        let observed = self.status.as_ref().and_then(|s| s.observed_generation);
+        match (self.metadata.generation, observed) {
+            (Some(generation), Some(observed)) => observed < generation,
+            _ => true,
+        }
+    }
+}
+
+/// The CRD as YAML, exactly as `crdgen` prints it and `crd/` stores it.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&Echo::crd())
+}
