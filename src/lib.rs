@@ -1,1 +1,7 @@
+//! A Kubernetes operator whose traces cross processes: from the watch event that saw a
+//! change, through reconcile and an instrumented HTTP call, into the echo service it calls.
+
 pub mod crd;
+pub mod echo_server;
+pub mod shutdown;
+pub mod telemetry;

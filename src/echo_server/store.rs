@@ -1,0 +1,116 @@
+//! The echo service's in-memory state: stored echoes and how many writes each has received.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Identifies an echo the way the URL does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EchoKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// What a successful write stored.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEcho {
+    pub namespace: String,
+    pub name: String,
+    pub message: String,
+    pub reply: String,
+    pub delay_ms: u32,
+    pub fail_first: u32,
+    /// Trace id of the request that stored this value.
+    pub trace_id: Option<String>,
+    /// Writes received for this key so far, failed ones included.
+    pub writes: u32,
+}
+
+/// Result of one write attempt.
+pub enum WriteOutcome {
+    Stored(StoredEcho),
+    /// Rejected because the object asked for its first `fail_first` writes to fail.
+    Rejected {
+        attempt: u32,
+        fail_first: u32,
+    },
+}
+
+#[derive(Default)]
+struct Entry {
+    writes: u32,
+    echo: Option<StoredEcho>,
+}
+
+#[derive(Default)]
+pub struct Store {
+    entries: Mutex<HashMap<EchoKey, Entry>>,
+}
+
+impl Store {
+    /// Counts the write, then stores it unless it is one of the first `fail_first`.
+    pub fn write(
+        &self,
+        key: EchoKey,
+        message: String,
+        delay_ms: u32,
+        fail_first: u32,
+        trace_id: Option<String>,
+    ) -> WriteOutcome {
+        let _span = tracing::info_span!(
+            "store write",
+            echo.namespace = %key.namespace,
+            echo.name = %key.name
+        )
+        .entered();
+        let mut entries = self.lock();
+        let entry = entries.entry(key.clone()).or_default();
+        entry.writes = entry.writes.saturating_add(1);
+        if entry.writes <= fail_first {
+            tracing::info!(
+                attempt = entry.writes,
+                fail_first,
+                "rejecting write as failFirst asks"
+            );
+            return WriteOutcome::Rejected {
+                attempt: entry.writes,
+                fail_first,
+            };
+        }
+        let stored = StoredEcho {
+            reply: format!("echo: {message}"),
+            namespace: key.namespace,
+            name: key.name,
+            message,
+            delay_ms,
+            fail_first,
+            trace_id,
+            writes: entry.writes,
+        };
+        entry.echo = Some(stored.clone());
+        WriteOutcome::Stored(stored)
+    }
+
+    pub fn get(&self, key: &EchoKey) -> Option<StoredEcho> {
+        let _span = tracing::info_span!("store read").entered();
+        self.lock().get(key).and_then(|entry| entry.echo.clone())
+    }
+
+    /// Forgets the echo and its write count; true when something was stored.
+    pub fn remove(&self, key: &EchoKey) -> bool {
+        let _span = tracing::info_span!("store delete").entered();
+        self.lock()
+            .remove(key)
+            .is_some_and(|entry| entry.echo.is_some())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EchoKey, Entry>> {
+        // A panic elsewhere while holding the lock cannot leave a map half-written: every
+        // mutation above is a single insert or remove, so the data stays usable.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

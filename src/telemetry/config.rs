@@ -1,0 +1,301 @@
+//! Telemetry settings read from the standard `OTEL_*` environment variables.
+//!
+//! Parsing never fails: an invalid value is replaced by the specification's default and
+//! reported as a warning, because telemetry must never stop the program it observes.
+
+/// How spans leave the process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// Where spans go; absent when no endpoint is configured (the program then only logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExporterConfig {
+    pub protocol: Protocol,
+    /// Full URL handed to the exporter (for HTTP it already ends in `/v1/traces`).
+    pub endpoint: String,
+}
+
+/// The sampler named by `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SamplerConfig {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+/// Everything `telemetry::init` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    pub service_name: String,
+    /// From `OTEL_RESOURCE_ATTRIBUTES`, percent-decoded, `service.name` excluded.
+    pub resource_attributes: Vec<(String, String)>,
+    pub exporter: Option<ExporterConfig>,
+    pub sampler: SamplerConfig,
+    /// `OTEL_SDK_DISABLED=true`: no spans are recorded at all, logs still are.
+    pub sdk_disabled: bool,
+    /// `RUST_LOG` syntax for the log output (default `info`).
+    pub log_filter: String,
+    /// `LOG_FORMAT=json` gives one JSON object a line.
+    pub json_logs: bool,
+    /// Problems found while reading the variables, logged once logging works.
+    pub warnings: Vec<String>,
+}
+
+impl TelemetryConfig {
+    /// Reads the process environment.
+    pub fn from_env(default_service_name: &str) -> Self {
+        Self::from_lookup(default_service_name, |key| std::env::var(key).ok())
+    }
+
+    /// Reads variables through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(default_service_name: &str, get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |key: &str| {
+            get(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut warnings = Vec::new();
+
+        let mut resource_attributes = get("OTEL_RESOURCE_ATTRIBUTES")
+            .map(|raw| parse_resource_attributes(&raw, &mut warnings))
+            .unwrap_or_default();
+        let from_resource = resource_attributes
+            .iter()
+            .position(|(k, _)| k == "service.name")
+            .map(|i| resource_attributes.remove(i).1);
+        let service_name = get("OTEL_SERVICE_NAME")
+            .or(from_resource)
+            .unwrap_or_else(|| default_service_name.to_owned());
+
+        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .as_deref()
+        {
+            None | Some("http/protobuf") => Protocol::HttpProtobuf,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => {
+                warnings.push(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported (use grpc or http/protobuf); using http/protobuf"
+                ));
+                Protocol::HttpProtobuf
+            }
+        };
+        let endpoint = match (
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            // A signal-specific endpoint is used exactly as given.
+            (Some(traces), _) => Some(traces),
+            (None, Some(base)) if protocol == Protocol::HttpProtobuf => {
+                Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+            }
+            (None, base) => base,
+        };
+        let exporter = endpoint.map(|endpoint| ExporterConfig { protocol, endpoint });
+
+        let sampler = parse_sampler(
+            get("OTEL_TRACES_SAMPLER").as_deref(),
+            get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            &mut warnings,
+        );
+        let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+
+        Self {
+            service_name,
+            resource_attributes,
+            exporter,
+            sampler,
+            sdk_disabled,
+            log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            json_logs: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            warnings,
+        }
+    }
+}
+
+fn parse_sampler(
+    name: Option<&str>,
+    arg: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> SamplerConfig {
+    let mut ratio = || match arg.map(str::parse::<f64>) {
+        None => 1.0,
+        Some(Ok(r)) if (0.0..=1.0).contains(&r) => r,
+        Some(_) => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER_ARG={:?} is not a ratio between 0 and 1; using 1.0",
+                arg.unwrap_or_default()
+            ));
+            1.0
+        }
+    };
+    match name {
+        None | Some("parentbased_always_on") => SamplerConfig::ParentBasedAlwaysOn,
+        Some("always_on") => SamplerConfig::AlwaysOn,
+        Some("always_off") => SamplerConfig::AlwaysOff,
+        Some("traceidratio") => SamplerConfig::TraceIdRatio(ratio()),
+        Some("parentbased_always_off") => SamplerConfig::ParentBasedAlwaysOff,
+        Some("parentbased_traceidratio") => SamplerConfig::ParentBasedTraceIdRatio(ratio()),
+        Some(other) => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER={other:?} is not supported; using parentbased_always_on"
+            ));
+            SamplerConfig::ParentBasedAlwaysOn
+        }
+    }
+}
+
+/// `key1=value1,key2=value2` with percent-encoded values, as the specification defines it.
+fn parse_resource_attributes(raw: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
+    raw.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .filter_map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
+                Some((key.trim().to_owned(), value.into_owned()))
+            }
+            _ => {
+                warnings.push(format!(
+                    "OTEL_RESOURCE_ATTRIBUTES: ignoring malformed entry {pair:?}"
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> TelemetryConfig {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TelemetryConfig::from_lookup("echo-operator", |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn no_endpoint_means_no_exporter_and_defaults() {
+        let c = config(&[]);
+        assert_eq!(c.exporter, None);
+        assert_eq!(c.service_name, "echo-operator");
+        assert_eq!(c.sampler, SamplerConfig::ParentBasedAlwaysOn);
+        assert!(!c.sdk_disabled);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn http_endpoint_gets_the_traces_path_and_grpc_does_not() {
+        let http = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")]);
+        assert_eq!(
+            http.exporter,
+            Some(ExporterConfig {
+                protocol: Protocol::HttpProtobuf,
+                endpoint: "http://jaeger:4318/v1/traces".into()
+            })
+        );
+        let grpc = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]);
+        assert_eq!(
+            grpc.exporter,
+            Some(ExporterConfig {
+                protocol: Protocol::Grpc,
+                endpoint: "http://jaeger:4317".into()
+            })
+        );
+        let signal = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:9999/custom",
+            ),
+        ]);
+        assert_eq!(
+            signal.exporter.map(|e| e.endpoint).as_deref(),
+            Some("http://collector:9999/custom")
+        );
+    }
+
+    #[test]
+    fn unsupported_protocol_warns_and_falls_back() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ]);
+        assert_eq!(c.exporter.map(|e| e.protocol), Some(Protocol::HttpProtobuf));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let from_attrs = config(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.name=from-attrs,team=obs",
+        )]);
+        assert_eq!(from_attrs.service_name, "from-attrs");
+        assert_eq!(
+            from_attrs.resource_attributes,
+            vec![("team".into(), "obs".into())]
+        );
+        let explicit = config(&[
+            ("OTEL_SERVICE_NAME", "explicit"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
+        ]);
+        assert_eq!(explicit.service_name, "explicit");
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded_and_malformed_entries_skipped() {
+        let c = config(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "k8s.pod.name=op-1,note=a%20b%2Cc,broken,k8s.node.name=kind-control-plane",
+        )]);
+        assert_eq!(
+            c.resource_attributes,
+            vec![
+                ("k8s.pod.name".into(), "op-1".into()),
+                ("note".into(), "a b,c".into()),
+                ("k8s.node.name".into(), "kind-control-plane".into()),
+            ]
+        );
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn samplers() {
+        let ratio = config(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]);
+        assert_eq!(ratio.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.25));
+        let bad_arg = config(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "7"),
+        ]);
+        assert_eq!(bad_arg.sampler, SamplerConfig::TraceIdRatio(1.0));
+        assert_eq!(bad_arg.warnings.len(), 1);
+        let unknown = config(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]);
+        assert_eq!(unknown.sampler, SamplerConfig::ParentBasedAlwaysOn);
+        assert_eq!(
+            config(&[("OTEL_TRACES_SAMPLER", "always_off")]).sampler,
+            SamplerConfig::AlwaysOff
+        );
+    }
+
+    #[test]
+    fn sdk_disabled() {
+        assert!(config(&[("OTEL_SDK_DISABLED", "TRUE")]).sdk_disabled);
+        assert!(!config(&[("OTEL_SDK_DISABLED", "false")]).sdk_disabled);
+    }
+}

@@ -1,0 +1,218 @@
+//! Logging and tracing set-up shared by both binaries: one place that reads the `OTEL_*`
+//! variables, builds the OTLP exporter and installs the `tracing` subscriber.
+
+pub mod config;
+pub mod parenting;
+pub mod propagation;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use tracing::{Level, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+
+pub use config::{ExporterConfig, Protocol, SamplerConfig, TelemetryConfig};
+pub use parenting::{ParentResolver, ParentingLayer};
+
+/// How long shutdown may wait for the last spans to leave; an unreachable collector must
+/// not keep a terminating pod alive.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("a global tracing subscriber is already installed: {0}")]
+    SubscriberAlreadySet(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Keeps the tracer provider alive; flush or shut it down before the process exits.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports every finished span now (blocks until the exporter answers or times out).
+    pub fn force_flush(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(err) = provider.force_flush()
+        {
+            tracing::warn!(error = %err, "flushing spans failed");
+        }
+    }
+
+    /// Flushes and stops the exporter, giving up after a bounded time.
+    pub fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // The SDK's shutdown blocks; a plain thread keeps it off the async runtime.
+        std::thread::spawn(move || {
+            let _ = done_tx.send(provider.shutdown_with_timeout(SHUTDOWN_BUDGET));
+        });
+        match done_rx.recv_timeout(SHUTDOWN_BUDGET + Duration::from_secs(1)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("telemetry: shutdown did not complete cleanly: {err}"),
+            Err(_) => eprintln!("telemetry: gave up waiting for the span exporter"),
+        }
+    }
+}
+
+/// Installs the global subscriber: log output always, OpenTelemetry export when configured.
+/// `resolver` lets the operator choose parents of spans created inside kube-runtime.
+pub fn init(
+    config: &TelemetryConfig,
+    resolver: Option<Arc<dyn ParentResolver>>,
+) -> Result<Telemetry, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let (log_filter, filter_warning) = match EnvFilter::try_new(&config.log_filter) {
+        Ok(filter) => (filter, None),
+        Err(err) => (
+            EnvFilter::new("info"),
+            Some(format!(
+                "RUST_LOG={:?} is invalid ({err}); using info",
+                config.log_filter
+            )),
+        ),
+    };
+    let log_layer = if config.json_logs {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_filter(log_filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_filter(log_filter)
+            .boxed()
+    };
+
+    let mut warnings = config.warnings.clone();
+    warnings.extend(filter_warning);
+    let provider = if config.sdk_disabled {
+        None
+    } else {
+        Some(build_provider(config, &mut warnings))
+    };
+    let otel_layer = provider.as_ref().map(|provider| {
+        let tracer = provider.tracer(config.service_name.clone());
+        ParentingLayer::new(tracing_opentelemetry::layer().with_tracer(tracer), resolver)
+            .with_filter(filter::dynamic_filter_fn(exported))
+    });
+
+    tracing_subscriber::registry()
+        .with(log_layer)
+        .with(otel_layer)
+        .try_init()?;
+
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    match (&config.exporter, &provider) {
+        (Some(exporter), Some(_)) => tracing::info!(
+            endpoint = %exporter.endpoint,
+            protocol = ?exporter.protocol,
+            service.name = %config.service_name,
+            "exporting spans over OTLP"
+        ),
+        (_, None) => tracing::info!("OTEL_SDK_DISABLED is set: no spans are recorded"),
+        (None, Some(_)) => tracing::info!(
+            "no OTEL_EXPORTER_OTLP_ENDPOINT: spans are recorded for trace ids but not exported"
+        ),
+    }
+    Ok(Telemetry { provider })
+}
+
+/// Which spans and events reach OpenTelemetry: everything at info and above, plus the kube
+/// client's debug-level request spans when they belong to an operation (a reconcile), and
+/// never the exporter's own transport, which would trace itself.
+fn exported<S>(meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    const TRANSPORT: [&str; 5] = ["opentelemetry", "h2", "hyper", "tonic", "tower"];
+    if TRANSPORT.iter().any(|t| meta.target().starts_with(t)) {
+        return false;
+    }
+    *meta.level() <= Level::INFO
+        || (meta.is_span()
+            && meta.target().starts_with("kube_client")
+            && cx.lookup_current().is_some())
+}
+
+fn build_provider(config: &TelemetryConfig, warnings: &mut Vec<String>) -> SdkTracerProvider {
+    let resource = Resource::builder_empty()
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
+        .with_attributes(
+            config
+                .resource_attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_service_name(config.service_name.clone())
+        .build();
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampler(&config.sampler));
+    if let Some(exporter) = &config.exporter {
+        match build_exporter(exporter) {
+            // The batch processor exports from its own thread and drops spans when its
+            // queue is full, so a slow or absent collector never blocks the caller.
+            Ok(exporter) => {
+                builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+            }
+            Err(err) => warnings.push(format!(
+                "cannot build the OTLP exporter for {}: {err}; spans will not be exported",
+                exporter.endpoint
+            )),
+        }
+    }
+    builder.build()
+}
+
+fn build_exporter(
+    config: &ExporterConfig,
+) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    match config.protocol {
+        Protocol::HttpProtobuf => SpanExporter::builder()
+            .with_http()
+            .with_endpoint(config.endpoint.clone())
+            .build(),
+        Protocol::Grpc => SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(config.endpoint.clone())
+            .build(),
+    }
+}
+
+fn sampler(config: &SamplerConfig) -> Sampler {
+    match *config {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(ratio) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
+}
+
+/// Trace id of `span` as 32 hex digits, or `None` when it is not recorded.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let span_context = cx.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
