@@ -3,5 +3,6 @@
 
 pub mod crd;
 pub mod echo_server;
+pub mod operator;
 pub mod shutdown;
 pub mod telemetry;

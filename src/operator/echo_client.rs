@@ -1,0 +1,193 @@
+//! The operator's client for the echo service: reqwest behind retry and tracing middleware.
+//!
+//! The retry middleware sits outside the tracing middleware, so every attempt is its own
+//! CLIENT span inside the reconcile's trace, and each attempt carries its own `traceparent`.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_retry::RetryTransientMiddleware;
+use reqwest_retry::policies::ExponentialBackoff;
+use reqwest_tracing::{SpanBackendWithUrl, TracingMiddleware};
+use serde::{Deserialize, Serialize};
+
+use super::error::Error;
+use crate::crd::EchoSpec;
+
+/// Bounded exponential backoff for transient failures (5xx, connection errors).
+#[derive(Clone, Debug)]
+pub struct RetryConfig {
+    pub max_retries: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the echo service answers to a successful `PUT`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoReply {
+    pub message: String,
+    pub reply: String,
+    #[serde(default)]
+    pub trace_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EchoRequest<'a> {
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fail_first: Option<u32>,
+}
+
+#[derive(Clone)]
+pub struct EchoClient {
+    http: ClientWithMiddleware,
+    base: Url,
+}
+
+impl EchoClient {
+    pub fn new(base: Url, retry: &RetryConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            // The echo service may be asked to wait up to 10 s before answering.
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("echo-operator/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let policy = ExponentialBackoff::builder()
+            .retry_bounds(retry.min_backoff, retry.max_backoff)
+            .build_with_max_retries(retry.max_retries);
+        let http = ClientBuilder::new(http)
+            .with(RetryTransientMiddleware::new_with_policy(policy))
+            .with(TracingMiddleware::<SpanBackendWithUrl>::new())
+            .build();
+        // `Url::join` replaces the last segment unless the base ends in a slash.
+        let base = if base.path().ends_with('/') {
+            base
+        } else {
+            let mut base = base;
+            base.set_path(&format!("{}/", base.path()));
+            base
+        };
+        Ok(Self { http, base })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, namespace: &str, name: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(["v1", "echoes", namespace, name]);
+        }
+        url
+    }
+
+    /// Stores the spec in the echo service and returns its answer.
+    pub async fn put(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &EchoSpec,
+    ) -> Result<EchoReply, Error> {
+        let url = self.url(namespace, name);
+        let body = EchoRequest {
+            message: &spec.message,
+            delay_ms: spec.delay_ms,
+            fail_first: spec.fail_first,
+        };
+        let response = self
+            .http
+            .put(url.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|source| Error::EchoUnreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(Error::EchoStatus {
+                method: "PUT",
+                url: url.to_string(),
+                status,
+                body: text,
+            });
+        }
+        serde_json::from_str(&text).map_err(|err| Error::EchoBadReply {
+            method: "PUT",
+            url: url.to_string(),
+            detail: err.to_string(),
+        })
+    }
+
+    /// Removes the echo; an echo that is already gone counts as removed.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        let url = self.url(namespace, name);
+        let response = self
+            .http
+            .delete(url.clone())
+            .send()
+            .await
+            .map_err(|source| Error::EchoUnreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(Error::EchoStatus {
+            method: "DELETE",
+            url: url.to_string(),
+            status,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_the_base_path() {
+        for base in [
+            "http://echo:8080",
+            "http://echo:8080/",
+            "http://gw/prefix",
+            "http://gw/prefix/",
+        ] {
+            let client = EchoClient::new(Url::parse(base).expect("url"), &RetryConfig::default())
+                .expect("client");
+            let url = client.url("default", "hello");
+            assert!(
+                url.as_str().ends_with("/v1/echoes/default/hello"),
+                "{base} -> {url}"
+            );
+            assert!(
+                url.as_str().starts_with(base.trim_end_matches('/')),
+                "{base} -> {url}"
+            );
+        }
+    }
+}

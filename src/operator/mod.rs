@@ -1,0 +1,80 @@
+//! The operator: watches `Echo` objects, calls the echo service, writes status back, and
+//! keeps one trace from the watch event to the remote service.
+
+pub mod api_tracing;
+pub mod echo_client;
+pub mod error;
+pub mod health;
+pub mod reconcile;
+pub mod status;
+pub mod trace_links;
+pub mod watch_events;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+
+use crate::crd::Echo;
+pub use reconcile::{Backoff, Context};
+
+/// Knobs of the controller loop that tests shorten.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// How long kube-runtime waits for more events on an object before reconciling it;
+    /// events that arrive meanwhile are merged into one reconcile (and become span links).
+    pub debounce: Duration,
+    /// Upper bound on reconciles running at once.
+    pub concurrency: u16,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(200),
+            concurrency: 8,
+        }
+    }
+}
+
+/// Runs the controller over `events` until `shutdown` resolves. Production passes the
+/// watcher's stream; tests pass events of their own.
+pub async fn run_controller<S>(
+    events: S,
+    ctx: Arc<Context>,
+    config: LoopConfig,
+    ready: health::Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    S: Stream<Item = Result<watcher::Event<Echo>, watcher::Error>> + Send + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let triggers = watch_events::traced_triggers(events.reflect(writer), ctx.links.clone());
+    let store = reader.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.set_ready();
+        }
+    });
+    Controller::for_stream(triggers, reader)
+        .with_config(
+            controller::Config::default()
+                .debounce(config.debounce)
+                .concurrency(config.concurrency),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _action)) => tracing::debug!(object = %object, "reconciled"),
+                // The reconcile already logged and reported its own failure.
+                Err(controller::Error::ReconcilerFailed(_, object)) => {
+                    tracing::debug!(object = %object, "reconcile failed")
+                }
+                Err(err) => tracing::warn!(error = %err, "controller error"),
+            }
+        })
+        .await;
+}

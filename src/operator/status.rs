@@ -1,0 +1,173 @@
+//! The status the operator writes: built in one place, applied with server-side apply.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Resource;
+use serde_json::json;
+
+use crate::crd::{Echo, EchoStatus, READY_CONDITION};
+
+/// The field manager that owns `.status`.
+pub const FIELD_MANAGER: &str = "echo-operator";
+
+/// How the reconcile ended, as far as status is concerned.
+pub enum Outcome<'a> {
+    Ready { reply: &'a str },
+    NotReady { reason: &'a str, message: &'a str },
+}
+
+/// The whole status for `outcome`. Fields the outcome does not decide (the last reply, the
+/// last reconciled generation) keep their values, and `lastTransitionTime` only moves when
+/// `Ready` changes.
+pub fn build(
+    echo: &Echo,
+    outcome: &Outcome<'_>,
+    trace_id: Option<String>,
+    now: jiff::Timestamp,
+) -> EchoStatus {
+    let previous = echo.status.clone().unwrap_or_default();
+    let generation = echo.meta().generation;
+    let (status, reason, message, observed_generation, reply) = match outcome {
+        Outcome::Ready { reply } => (
+            "True",
+            "Reconciled",
+            "the echo service stored the message".to_owned(),
+            generation,
+            Some((*reply).to_owned()),
+        ),
+        Outcome::NotReady { reason, message } => (
+            "False",
+            *reason,
+            (*message).to_owned(),
+            previous.observed_generation,
+            previous.reply.clone(),
+        ),
+    };
+    let last_transition_time = echo
+        .ready_condition()
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    let ready = Condition {
+        type_: READY_CONDITION.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: truncate(&message, 1024),
+        last_transition_time,
+        observed_generation: generation,
+    };
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .into_iter()
+        .filter(|c| c.type_ != READY_CONDITION)
+        .collect();
+    conditions.push(ready);
+    EchoStatus {
+        observed_generation,
+        reply,
+        trace_id,
+        last_reconciled: Some(now.to_string()),
+        conditions,
+    }
+}
+
+/// The server-side apply body for the status subresource.
+pub fn apply_patch(status: &EchoStatus) -> serde_json::Value {
+    json!({
+        "apiVersion": Echo::api_version(&()),
+        "kind": Echo::kind(&()),
+        "status": status,
+    })
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::EchoSpec;
+
+    fn echo(generation: i64) -> Echo {
+        let mut echo = Echo::new(
+            "a",
+            EchoSpec {
+                message: "hi".into(),
+                delay_ms: None,
+                fail_first: None,
+            },
+        );
+        echo.metadata.generation = Some(generation);
+        echo
+    }
+
+    #[test]
+    fn failure_keeps_last_good_reply_and_generation() {
+        let t0 = jiff::Timestamp::from_second(1_000).expect("ts");
+        let mut e = echo(1);
+        e.status = Some(build(
+            &e,
+            &Outcome::Ready { reply: "echo: hi" },
+            Some("t1".into()),
+            t0,
+        ));
+        e.metadata.generation = Some(2);
+        let failed = build(
+            &e,
+            &Outcome::NotReady {
+                reason: "EchoUnreachable",
+                message: "down",
+            },
+            Some("t2".into()),
+            t0,
+        );
+        assert_eq!(failed.observed_generation, Some(1));
+        assert_eq!(failed.reply.as_deref(), Some("echo: hi"));
+        assert_eq!(failed.trace_id.as_deref(), Some("t2"));
+        let ready = failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "EchoUnreachable")
+        );
+        assert_eq!(ready.observed_generation, Some(2));
+        assert_eq!(failed.conditions.len(), 1);
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_change() {
+        let t0 = jiff::Timestamp::from_second(1_000).expect("ts");
+        let t1 = jiff::Timestamp::from_second(2_000).expect("ts");
+        let mut e = echo(1);
+        e.status = Some(build(&e, &Outcome::Ready { reply: "r" }, None, t0));
+        let again = build(&e, &Outcome::Ready { reply: "r" }, None, t1);
+        assert_eq!(again.conditions[0].last_transition_time, Time(t0));
+        let flipped = build(
+            &e,
+            &Outcome::NotReady {
+                reason: "EchoFailing",
+                message: "503",
+            },
+            None,
+            t1,
+        );
+        assert_eq!(flipped.conditions[0].last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}
