@@ -11,7 +11,34 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 /// The remote context carried by `headers`; an absent or malformed `traceparent` yields an
 /// empty context, so the caller simply starts a new trace.
 pub fn extract_from_headers(headers: &http::HeaderMap) -> opentelemetry::Context {
+    let well_formed = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_well_formed);
+    if !well_formed {
+        return opentelemetry::Context::new();
+    }
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// The W3C shape `vv-<32 hex>-<16 hex>-ff` in lowercase, which the propagator alone checks
+/// too leniently (it accepts short ids).
+fn is_well_formed(value: &str) -> bool {
+    let parts: Vec<&str> = value.trim().split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    match parts.as_slice() {
+        [version, trace_id, parent_id, flags, ..] => {
+            hex(version, 2)
+                && *version != "ff"
+                && (*version != "00" || parts.len() == 4)
+                && hex(trace_id, 32)
+                && hex(parent_id, 16)
+                && hex(flags, 2)
+        }
+        _ => false,
+    }
 }
 
 /// Writes `cx` into `headers` as `traceparent` (and `tracestate` when there is one).
@@ -21,6 +48,9 @@ pub fn inject_into_headers(cx: &opentelemetry::Context, headers: &mut http::Head
 
 /// Parses one `traceparent` value; `None` when it is not a valid W3C traceparent.
 pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
+    if !is_well_formed(value) {
+        return None;
+    }
     let carrier = HashMap::from([("traceparent".to_owned(), value.trim().to_owned())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
     let span_context = cx.span().span_context().clone();
@@ -53,9 +83,26 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
             assert!(parse_traceparent(bad).is_none(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn malformed_header_gives_an_empty_context() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static("00-abc-def-01"),
+        );
+        assert!(
+            !extract_from_headers(&headers)
+                .span()
+                .span_context()
+                .is_valid()
+        );
     }
 
     #[test]
