@@ -91,8 +91,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
     let config = kube::Config::infer().await?;
+    let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
     let client = ClientBuilder::try_from(config)?
-        .with_layer(&ApiTracingLayer)
+        .with_layer(&tracing_layer)
         .build();
     let reporter = Reporter {
         controller: "echo-operator".into(),

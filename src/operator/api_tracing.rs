@@ -18,20 +18,34 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry::propagation;
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ApiTracingLayer;
+/// The layer runs before kube-client prefixes the cluster URL, so it is told that URL to
+/// report `url.full`, `server.address` and `server.port`.
+#[derive(Clone, Debug)]
+pub struct ApiTracingLayer {
+    cluster_url: http::Uri,
+}
+
+impl ApiTracingLayer {
+    pub fn new(cluster_url: http::Uri) -> Self {
+        Self { cluster_url }
+    }
+}
 
 impl<S> Layer<S> for ApiTracingLayer {
     type Service = ApiTracing<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ApiTracing { inner }
+        ApiTracing {
+            inner,
+            cluster_url: self.cluster_url.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct ApiTracing<S> {
     inner: S,
+    cluster_url: http::Uri,
 }
 
 impl<S, B, R> Service<Request<B>> for ApiTracing<S>
@@ -55,16 +69,33 @@ where
             return self.inner.call(request).boxed();
         }
         let method = request.method().clone();
-        let uri = request.uri().clone();
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let base = self.cluster_url.to_string();
+        let url_full = format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            path_and_query.trim_end_matches('?')
+        );
+        let port = self
+            .cluster_url
+            .port_u16()
+            .or(match self.cluster_url.scheme_str() {
+                Some("http") => Some(80),
+                _ => Some(443),
+            });
         let span = tracing::info_span!(
             "kubernetes API request",
-            otel.name = format!("{method} {}", route_template(uri.path())),
+            otel.name = format!("{method} {}", route_template(request.uri().path())),
             otel.kind = "client",
             otel.status_code = Empty,
             http.request.method = %method,
-            url.full = %uri,
-            server.address = uri.host().unwrap_or_default(),
-            server.port = uri.port_u16().map(i64::from).unwrap_or_default(),
+            url.full = url_full,
+            server.address = self.cluster_url.host().unwrap_or_default(),
+            server.port = port.map(i64::from),
             http.response.status_code = Empty,
             error.type = Empty,
         );

@@ -1,0 +1,266 @@
+//! A stand-in Kubernetes API server behind a real `kube::Client`, in the spirit of
+//! kube-rs's tower-test pattern: the client stack is real (including the operator's API
+//! tracing layer), the transport is a function that keeps objects in memory, applies the
+//! patches the operator sends and records every request.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use echo_operator::crd::Echo;
+use echo_operator::operator::api_tracing::ApiTracingLayer;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::{Body, ClientBuilder};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+/// Where the fake pretends to live; only span attributes see it.
+pub const FAKE_CLUSTER_URL: &str = "https://fake-apiserver.test:6443";
+
+/// One request as the API server saw it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub content_type: String,
+    pub traceparent: Option<String>,
+    pub body: Value,
+}
+
+/// Where the fake sends the watch events its changes cause, as a real API server would.
+pub type WatchSender =
+    futures::channel::mpsc::UnboundedSender<Result<watcher::Event<Echo>, watcher::Error>>;
+
+#[derive(Default)]
+struct State {
+    objects: HashMap<(String, String), Value>,
+    requests: Vec<Recorded>,
+    resource_version: u64,
+    watch: Option<WatchSender>,
+}
+
+impl State {
+    fn notify(&self, event: watcher::Event<Echo>) {
+        if let Some(watch) = &self.watch {
+            let _ = watch.unbounded_send(Ok(event));
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeApi {
+    /// Sends every later change to `watch` as a watch event.
+    pub fn set_watch(&self, watch: WatchSender) {
+        self.state.lock().expect("lock").watch = Some(watch);
+    }
+
+    /// Stores `echo` and announces it, like `kubectl apply`.
+    pub fn apply(&self, echo: &Echo) {
+        self.insert(echo);
+        self.state
+            .lock()
+            .expect("lock")
+            .notify(watcher::Event::Apply(echo.clone()));
+    }
+
+    /// Stores `echo` without a watch event.
+    pub fn insert(&self, echo: &Echo) {
+        let mut state = self.state.lock().expect("lock");
+        let key = (
+            echo.metadata.namespace.clone().unwrap_or_default(),
+            echo.metadata.name.clone().unwrap_or_default(),
+        );
+        state
+            .objects
+            .insert(key, serde_json::to_value(echo).expect("echo to json"));
+    }
+
+    pub fn object(&self, namespace: &str, name: &str) -> Option<Echo> {
+        let state = self.state.lock().expect("lock");
+        state
+            .objects
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|v| serde_json::from_value(v.clone()).expect("stored echo"))
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+
+    /// Requests whose path ends with `suffix` and whose method is `method`.
+    pub fn requests_to(&self, method: &str, suffix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.ends_with(suffix))
+            .collect()
+    }
+
+    /// Polls until `done` holds, or panics with the requests seen so far.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&FakeApi) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect();
+                panic!("timed out waiting for {what}; API requests seen: {seen:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client whose stack matches the operator's: the tracing layer, then the transport.
+    pub fn client(&self) -> kube::Client {
+        let state = self.state.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        });
+        let layer = ApiTracingLayer::new(http::Uri::from_static(FAKE_CLUSTER_URL));
+        ClientBuilder::new(service, "default")
+            .with_layer(&layer)
+            .build()
+    }
+}
+
+async fn handle(state: &Mutex<State>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let path = parts.uri.path().to_owned();
+    let mut state = state.lock().expect("lock");
+    state.requests.push(Recorded {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        content_type: content_type.clone(),
+        traceparent: parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: body.clone(),
+    });
+
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [
+            "apis",
+            "tracing.example.com",
+            "v1alpha1",
+            "namespaces",
+            ns,
+            "echoes",
+            name,
+            rest @ ..,
+        ] => {
+            let key = (ns.to_string(), name.to_string());
+            state.resource_version += 1;
+            let rv = state.resource_version.to_string();
+            let Some(object) = state.objects.get_mut(&key) else {
+                return status(StatusCode::NOT_FOUND, "NotFound", "echo not found");
+            };
+            match (parts.method.as_str(), rest, content_type.as_str()) {
+                ("GET", [], _) => {}
+                ("PATCH", ["status"], "application/apply-patch+yaml") => {
+                    object["status"] = body["status"].clone();
+                }
+                ("PATCH", [], "application/json-patch+json") => {
+                    let patch: json_patch::Patch = match serde_json::from_value(body) {
+                        Ok(patch) => patch,
+                        Err(err) => {
+                            return status(StatusCode::BAD_REQUEST, "BadRequest", &err.to_string());
+                        }
+                    };
+                    // The API server treats an absent list as null for `test`.
+                    if object["metadata"].get("finalizers").is_none() {
+                        object["metadata"]["finalizers"] = Value::Null;
+                    }
+                    if let Err(err) = json_patch::patch(object, &patch) {
+                        return status(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            &err.to_string(),
+                        );
+                    }
+                }
+                _ => {
+                    return status(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "MethodNotAllowed",
+                        "not supported by the fake",
+                    );
+                }
+            }
+            object["metadata"]["resourceVersion"] = json!(rv);
+            let response = json_response(StatusCode::OK, object);
+            let echo: Echo = match serde_json::from_value(object.clone()) {
+                Ok(echo) => echo,
+                Err(err) => {
+                    return status(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        &err.to_string(),
+                    );
+                }
+            };
+            // An object marked for deletion goes away once its last finalizer does.
+            let finalized = echo.metadata.deletion_timestamp.is_some()
+                && echo
+                    .metadata
+                    .finalizers
+                    .as_ref()
+                    .is_none_or(|f| f.is_empty());
+            if finalized {
+                state.objects.remove(&key);
+                state.notify(watcher::Event::Delete(echo));
+            } else {
+                state.notify(watcher::Event::Apply(echo));
+            }
+            response
+        }
+        ["apis", "events.k8s.io", "v1", "namespaces", _, "events", ..] => {
+            json_response(StatusCode::CREATED, &body)
+        }
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "no such path in the fake",
+        ),
+    }
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(body).expect("json")))
+        .expect("response")
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    json_response(
+        code,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code.as_u16(),
+        }),
+    )
+}
