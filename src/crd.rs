@@ -17,6 +17,9 @@ pub const FINALIZER: &str = "tracing.example.com/echo-cleanup";
 pub const READY_CONDITION: &str = "Ready";
 
 /// What the user wants echoed, and how the echo service should behave while doing it.
+// kube's `printcolumn(...)` repeats the same keys once per column, which this lint mistakes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[kube(
     group = "tracing.example.com",
