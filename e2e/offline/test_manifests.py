@@ -1,0 +1,155 @@
+"""Offline validation of everything under crd/ and deploy/, and of the Dockerfile."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES_VERSION = "1.34.0"
+MANIFESTS = sorted((ROOT / "crd").glob("*.yaml")) + sorted((ROOT / "deploy").glob("*.yaml"))
+SAMPLES = sorted((ROOT / "deploy" / "samples").glob("*.yaml"))
+
+
+def docs(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def all_objects():
+    return [d for p in MANIFESTS for d in docs(p)]
+
+
+def pod_specs():
+    for obj in all_objects():
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_strict_schema_validation(path):
+    for doc in docs(path):
+        # Raises ValidationError (unknown fields too, in strict mode) on any problem.
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def crd_schema():
+    crd = docs(ROOT / "crd" / "echo.yaml")[0]
+    return openapi_to_jsonschema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def openapi_to_jsonschema(node):
+    """OpenAPI v3's `nullable` becomes a JSON Schema type union; x-kubernetes-* are ignored."""
+    if isinstance(node, dict):
+        out = {k: openapi_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+        if out.pop("nullable", False) and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(node, list):
+        return [openapi_to_jsonschema(v) for v in node]
+    return node
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_samples_match_the_crd(path):
+    schema = crd_schema()
+    for doc in docs(path):
+        assert doc["apiVersion"] == "tracing.example.com/v1alpha1" and doc["kind"] == "Echo"
+        jsonschema.validate(doc, schema)
+
+
+def test_samples_cover_plain_slow_and_flaky():
+    specs = [d["spec"] for p in SAMPLES for d in docs(p)]
+    assert any("delayMs" not in s and "failFirst" not in s for s in specs)
+    assert any(s.get("delayMs", 0) > 0 for s in specs)
+    assert any(s.get("failFirst", 0) > 0 for s in specs)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"message": ""}, {"message": "x" * 1025}, {"message": "m", "delayMs": 10001},
+     {"message": "m", "delayMs": -1}, {"message": "m", "failFirst": 11}, {"message": 3}],
+)
+def test_crd_schema_rejects_invalid_specs(spec):
+    doc = {"apiVersion": "tracing.example.com/v1alpha1", "kind": "Echo", "metadata": {"name": "x"}, "spec": spec}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, crd_schema())
+
+
+@pytest.mark.parametrize("name,spec", list(pod_specs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_pods_are_hardened(name, spec):
+    pod = spec.get("securityContext", {})
+    assert pod.get("runAsNonRoot") is True, name
+    assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+    for c in spec["containers"]:
+        sc = c.get("securityContext", {})
+        assert sc.get("allowPrivilegeEscalation") is False, c["name"]
+        assert sc.get("readOnlyRootFilesystem") is True, c["name"]
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], c["name"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c.get("resources", {}).get(kind, {})), f"{c['name']} {kind}"
+        assert "readinessProbe" in c and "livenessProbe" in c, c["name"]
+
+
+@pytest.mark.parametrize("name", ["echo-operator", "echo-server"])
+def test_telemetry_comes_from_standard_variables_and_the_downward_api(name):
+    spec = dict(pod_specs())[name]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["OTEL_SERVICE_NAME"]["value"] == name
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"].startswith("http://jaeger.echo-tracing.svc:")
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] in ("grpc", "http/protobuf")
+    attrs = env["OTEL_RESOURCE_ATTRIBUTES"]["value"]
+    for attribute, var, field in [
+        ("k8s.pod.name", "POD_NAME", "metadata.name"),
+        ("k8s.namespace.name", "POD_NAMESPACE", "metadata.namespace"),
+        ("k8s.node.name", "NODE_NAME", "spec.nodeName"),
+    ]:
+        assert f"{attribute}=$({var})" in attrs
+        assert env[var]["valueFrom"]["fieldRef"]["fieldPath"] == field
+
+
+def test_rbac_has_no_wildcards_and_binds_the_operator():
+    objects = all_objects()
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    for rule in role["rules"]:
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[key], rule
+    binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    operator = dict(pod_specs())["echo-operator"]
+    sa = binding["subjects"][0]
+    assert (sa["name"], sa["namespace"]) == (operator["serviceAccountName"], "echo-tracing")
+
+
+def test_kind_tracing_points_at_the_jaeger_service():
+    kind = docs(ROOT / "deploy" / "kind" / "cluster.yaml")[0]
+    tracing = docs(ROOT / "deploy" / "kind" / "apiserver-tracing.yaml")[0]
+    service = next(o for o in all_objects() if o["kind"] == "Service" and o["metadata"]["name"] == "jaeger")
+    grpc = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "otlp-grpc")
+    assert tracing["endpoint"] == f'{service["spec"]["clusterIP"]}:{grpc}'
+    mount = kind["nodes"][0]["extraMounts"][0]
+    assert (ROOT / mount["hostPath"]).is_file()
+    assert mount["containerPath"] in kind["nodes"][0]["kubeadmConfigPatches"][0]
+
+
+def test_jaeger_config_parses_and_wires_otlp_to_storage():
+    cm = next(o for o in all_objects() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "jaeger-config")
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] in config["extensions"]["jaeger_storage"]["backends"]
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is not installed: pip install -r e2e/requirements.txt"
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_dockerignore_keeps_target_out():
+    lines = (ROOT / ".dockerignore").read_text().split()
+    assert "*" in lines and "!target" not in " ".join(lines)
