@@ -1,10 +1,11 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline
+.PHONY: test lint unit offline e2e up down
 
 VENV := target/venv
 
-## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks.
-test: lint unit offline
+## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks,
+## then the end-to-end run on a real API server and a real Jaeger on loopback.
+test: lint unit offline e2e
 
 lint:
 	cargo fmt --check
@@ -12,6 +13,16 @@ lint:
 
 unit:
 	cargo test --locked
+
+e2e: $(VENV)/.installed
+	e2e/run
+
+## The main job without a cluster: the whole system on loopback, left running.
+up:
+	e2e/up
+
+down:
+	e2e/down
 
 offline: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q e2e/offline

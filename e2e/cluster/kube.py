@@ -1,0 +1,60 @@
+"""kubectl, driven from the tests: the same tool and kubeconfig a person would use."""
+
+import json
+import subprocess
+import time
+
+
+class KubectlError(Exception):
+    pass
+
+
+class Kubectl:
+    def __init__(self, binary, kubeconfig=None):
+        self.base = [binary] + (["--kubeconfig", kubeconfig] if kubeconfig else [])
+
+    def run(self, *args, stdin=None, check=True):
+        result = subprocess.run(self.base + list(args), input=stdin, capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def json(self, *args):
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def apply(self, *files, stdin=None, dry_run=False):
+        args = ["apply", "--server-side", "--field-manager", "e2e"]
+        if dry_run:
+            args.append("--dry-run=server")
+        for f in files or ["-"]:
+            args += ["-f", str(f)]
+        return self.run(*args, stdin=stdin)
+
+    def echo(self, namespace, name):
+        result = self.run("get", "echoes.tracing.example.com", name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def wait_ready(self, namespace, name, timeout=120):
+        """Waits for Ready=True on the object's current generation; returns the object."""
+        deadline = time.monotonic() + timeout
+        echo = None
+        while time.monotonic() < deadline:
+            echo = self.echo(namespace, name)
+            status = (echo or {}).get("status") or {}
+            ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+            if (
+                ready
+                and ready[0]["status"] == "True"
+                and status.get("observedGeneration") == echo["metadata"]["generation"]
+            ):
+                return echo
+            time.sleep(0.5)
+        raise AssertionError(f"{namespace}/{name} not Ready within {timeout}s: {json.dumps(echo, indent=1)}")
+
+    def wait_gone(self, namespace, name, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.echo(namespace, name) is None:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{namespace}/{name} still exists after {timeout}s: {self.echo(namespace, name)}")

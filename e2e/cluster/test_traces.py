@@ -1,0 +1,204 @@
+"""The mission, checked for real: every sample in deploy/samples reconciles into ONE trace
+that crosses from the operator into the echo-server and down into the API server, and its
+deletion into a cleanup trace. Tests in this module run in order."""
+
+import json
+import re
+import secrets
+import time
+
+import pytest
+import yaml
+from conftest import sample_objects
+
+OPERATOR = "echo-operator"
+ECHO = "echo-server"
+ECHO_ROUTE = "/v1/echoes/{namespace}/{name}"
+ECHOES_API = "/apis/tracing.example.com/v1alpha1/namespaces/{namespace}/echoes/{name}"
+TRACEPARENT_ANNOTATION = "tracing.example.com/traceparent"
+SAMPLES = {obj["metadata"]["name"]: (path, obj) for path, obj in sample_objects()}
+
+
+def echo_calls(trace, method):
+    """The operator's client spans to the echo service (not to the API server), in order."""
+    calls = [
+        s
+        for s in trace.find(OPERATOR, kind="client", **{"http.request.method": method})
+        if "/apis/" not in s.tags.get("url.full", "")
+    ]
+    return sorted(calls, key=lambda s: s.start_us)
+
+
+def api_server_spans(trace, client):
+    """Spans the API server recorded for one of the operator's requests."""
+    return [s for s in trace.children(client) if s.service not in (OPERATOR, ECHO)]
+
+
+def api_write(trace, step, route):
+    """The operator's step span, its one PATCH to the API, and the API server's spans under it."""
+    patches = [s for s in trace.children(step) if s.kind == "client" and s.name == f"PATCH {route}"]
+    if len(patches) != 1:
+        return None, []
+    return patches[0], api_server_spans(trace, patches[0])
+
+
+def complete(trace, method, step, route, internal):
+    """Whether every span the assertions need has reached Jaeger (they arrive in batches)."""
+    steps = trace.find(OPERATOR, step)
+    return (
+        trace.find(ECHO, internal)
+        and len(steps) == 1
+        and api_write(trace, steps[0], route)[1]
+        and all(s.tags.get("http.response.status_code") for s in echo_calls(trace, method))
+    )
+
+
+def assert_reconcile_chain(trace, namespace, name, method, step, route, internal):
+    """watch event -> reconciling object -> reconcile -> CLIENT -> SERVER -> echo internal
+    span, and reconcile -> step -> PATCH -> API server. Returns (watch, client spans)."""
+    assert {OPERATOR, ECHO} <= trace.services, trace
+
+    watch = trace.one(OPERATOR, kind="consumer")
+    assert watch.name == "watch Echo Apply"
+    assert watch.tags["k8s.object.name"] == name
+    assert watch.tags["k8s.namespace.name"] == namespace
+    assert watch.tags["k8s.watch.event_type"] == "Apply"
+    runtime = trace.one(OPERATOR, "reconciling object")
+    trace.assert_parent(runtime, watch)
+    reconcile = trace.one(OPERATOR, "reconcile Echo")
+    trace.assert_parent(reconcile, runtime)
+    assert reconcile.tags["trace_id"] == trace.trace_id
+
+    calls = echo_calls(trace, method)
+    assert calls, f"no {method} to the echo service in {trace}"
+    for call in calls:
+        trace.assert_parent(call, reconcile)
+        assert call.tags["url.full"].endswith(f"/v1/echoes/{namespace}/{name}")
+    servers = trace.find(ECHO, f"{method} {ECHO_ROUTE}", kind="server")
+    assert len(servers) == len(calls), f"one server span per client attempt: {calls} vs {servers}"
+    for call, server in zip(calls, sorted(servers, key=lambda s: s.start_us)):
+        trace.assert_parent(server, call)
+        assert server.tags["http.route"] == ECHO_ROUTE
+        assert server.tags["http.request.method"] == method
+        assert server.tags["url.path"] == f"/v1/echoes/{namespace}/{name}"
+        assert server.tags["http.response.status_code"] == call.tags["http.response.status_code"]
+    succeeded = [s for s in servers if int(s.tags["http.response.status_code"]) < 300]
+    assert len(succeeded) == 1, servers
+    trace.assert_parent(trace.one(ECHO, internal), succeeded[0])
+
+    step_span = trace.one(OPERATOR, step)
+    trace.assert_parent(step_span, reconcile)
+    patch, api = api_write(trace, step_span, route)
+    assert patch is not None, f"one PATCH {route} under {step_span} in {trace}"
+    assert api, f"the API server's spans under {patch}: the apiserver must run with tracing on"
+    assert all(s.kind == "server" or s.parent_id != patch.span_id for s in api), api
+    return watch, calls
+
+
+@pytest.fixture(scope="module")
+def samples(kubectl):
+    """Applies every sample fresh (each gets a new watch event) and waits for Ready."""
+    paths = [path for path, _ in SAMPLES.values()]
+    for path in paths:
+        kubectl.run("delete", "-f", str(path), "--ignore-not-found", "--wait=true")
+    kubectl.apply(*paths)
+    return {name: kubectl.wait_ready(obj["metadata"]["namespace"], name) for name, (_, obj) in SAMPLES.items()}
+
+
+def sample_trace(jaeger, echo):
+    namespace, name = echo["metadata"]["namespace"], echo["metadata"]["name"]
+    trace_id = echo["status"]["traceId"]
+    assert re.fullmatch("[0-9a-f]{32}", trace_id), trace_id
+    return jaeger.wait_for_trace(
+        trace_id,
+        f"the reconcile trace of {namespace}/{name}",
+        lambda t: complete(t, "PUT", "write status", ECHOES_API + "/status", "store write"),
+    )
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_reconciles_into_one_cross_process_trace(samples, jaeger, name):
+    echo = samples[name]
+    namespace = echo["metadata"]["namespace"]
+    trace = sample_trace(jaeger, echo)
+    watch, calls = assert_reconcile_chain(
+        trace, namespace, name, "PUT", "write status", ECHOES_API + "/status", "store write"
+    )
+    assert watch.parent_id is None, "without the annotation the watch event starts the trace"
+    assert str(watch.tags["k8s.object.generation"]) == str(echo["metadata"]["generation"])
+
+    status = echo["status"]
+    assert status["reply"] == f"echo: {echo['spec']['message']}"
+    assert status["observedGeneration"] == echo["metadata"]["generation"]
+    assert "tracing.example.com/echo-cleanup" in echo["metadata"]["finalizers"]
+
+    fail_first = echo["spec"].get("failFirst", 0)
+    codes = [int(c.tags["http.response.status_code"]) for c in calls]
+    assert codes == [503] * fail_first + [200], "failFirst retries stay inside the one trace"
+
+    delay_ms = echo["spec"].get("delayMs", 0)
+    server = trace.find(ECHO, f"PUT {ECHO_ROUTE}", kind="server", **{"http.response.status_code": 200})[0]
+    assert server.duration_us >= delay_ms * 1000
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_the_event_names_the_trace(samples, kubectl, name):
+    echo = samples[name]
+    events = kubectl.json("get", "events.events.k8s.io", "-n", echo["metadata"]["namespace"])["items"]
+    mine = [e for e in events if e["regarding"]["name"] == name and e["reason"] == "Reconciled"]
+    assert any(echo["status"]["traceId"] in e["note"] for e in mine), json.dumps(mine, indent=1)
+
+
+def test_traceparent_annotation_continues_the_appliers_trace(kubectl, jaeger):
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    name = f"annotated-{secrets.token_hex(3)}"
+    manifest = {
+        "apiVersion": "tracing.example.com/v1alpha1",
+        "kind": "Echo",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": {TRACEPARENT_ANNOTATION: f"00-{trace_id}-{parent}-01"},
+        },
+        "spec": {"message": "started by the test"},
+    }
+    kubectl.apply(stdin=yaml.safe_dump(manifest))
+    try:
+        echo = kubectl.wait_ready("default", name)
+        assert echo["status"]["traceId"] == trace_id
+        trace = jaeger.wait_for_trace(
+            trace_id,
+            f"the annotated trace {trace_id}",
+            lambda t: complete(t, "PUT", "write status", ECHOES_API + "/status", "store write"),
+        )
+        watch, _ = assert_reconcile_chain(
+            trace, "default", name, "PUT", "write status", ECHOES_API + "/status", "store write"
+        )
+        assert watch.parent_id == parent, "the watch event is the child of the annotation's span"
+    finally:
+        kubectl.run("delete", "echoes.tracing.example.com", name, "-n", "default", "--wait=true")
+
+
+def test_deleting_the_samples_is_traced_and_removes_the_finalizer(samples, kubectl, jaeger):
+    since_us = int(time.time() * 1_000_000)
+    for name, (_, obj) in SAMPLES.items():
+        kubectl.run("delete", "echoes.tracing.example.com", name, "-n", obj["metadata"]["namespace"], "--wait=false")
+    for name, (_, obj) in SAMPLES.items():
+        namespace = obj["metadata"]["namespace"]
+        kubectl.wait_gone(namespace, name)
+
+        def cleanup_traces(namespace=namespace, name=name):
+            return [
+                t
+                for t in jaeger.search(ECHO, f"DELETE {ECHO_ROUTE}")
+                if any(s.start_us >= since_us for s in t.find(ECHO, kind="server", **{"url.path": f"/v1/echoes/{namespace}/{name}"}))
+            ]
+
+        traces = jaeger.wait_for(
+            f"the cleanup trace of {namespace}/{name}",
+            cleanup_traces,
+            lambda ts: any(complete(t, "DELETE", "remove finalizer", ECHOES_API, "store delete") for t in ts),
+        )
+        trace = next(t for t in traces if complete(t, "DELETE", "remove finalizer", ECHOES_API, "store delete"))
+        _, calls = assert_reconcile_chain(trace, namespace, name, "DELETE", "remove finalizer", ECHOES_API, "store delete")
+        assert int(calls[-1].tags["http.response.status_code"]) == 204

@@ -1,0 +1,30 @@
+# Shared by e2e/up, e2e/down, e2e/run and e2e/test. Sourced, never run.
+# Everything the harness makes lives under target/: binaries in target/e2e-bin (kept
+# between runs), one run's state, logs and keys in target/e2e (removed by e2e/down).
+
+E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+E2E_BIN="$E2E_ROOT/target/e2e-bin"
+E2E_STATE="$E2E_ROOT/target/e2e"
+E2E_VENV="$E2E_ROOT/target/venv"
+
+log() { printf 'e2e: %s\n' "$*" >&2; }
+die() { printf 'e2e: error: %s\n' "$*" >&2; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+    local what="$1" seconds="$2"
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            log "$what did not become ready within ${seconds}s"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+# The Python environment for the tests (PyYAML, pytest), shared with the offline checks.
+ensure_venv() {
+    make -C "$E2E_ROOT" --no-print-directory target/venv/.installed >&2
+}

@@ -1,0 +1,54 @@
+"""Small helpers for e2e/up that need Python: free ports and configuration files derived
+from the committed manifests, so the loopback harness runs exactly what kind runs."""
+
+import socket
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(count):
+    """Ports the kernel hands out now; all held open together so none repeats."""
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def jaeger_config():
+    """The Jaeger configuration from the ConfigMap in deploy/40-jaeger.yaml."""
+    for doc in yaml.safe_load_all((ROOT / "deploy" / "40-jaeger.yaml").read_text()):
+        if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "jaeger-config":
+            return doc["data"]["config.yaml"]
+    raise SystemExit("deploy/40-jaeger.yaml has no ConfigMap jaeger-config")
+
+
+def tracing_config(endpoint):
+    """kind's API server TracingConfiguration, pointed at the loopback Jaeger."""
+    config = yaml.safe_load((ROOT / "deploy" / "kind" / "apiserver-tracing.yaml").read_text())
+    config["endpoint"] = endpoint
+    return yaml.safe_dump(config)
+
+
+def main(argv):
+    command, *args = argv
+    if command == "ports":
+        print(" ".join(str(p) for p in free_ports(int(args[0]))))
+    elif command == "jaeger-config":
+        print(jaeger_config(), end="")
+    elif command == "tracing-config":
+        print(tracing_config(args[0]), end="")
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
