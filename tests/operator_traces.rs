@@ -491,3 +491,18 @@ async fn coalesced_watch_events_become_links() {
     );
     operator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_becomes_ready_once_the_initial_list_is_in() {
+    let server = EchoServer::start();
+    let operator = Operator::start(OperatorOptions::new(server.url()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !operator.readiness.is_ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz still not ready 10 s after the watch's InitDone"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    operator.stop().await;
+}

@@ -51,13 +51,15 @@ pub async fn run_controller<S>(
     S: Stream<Item = Result<watcher::Event<Echo>, watcher::Error>> + Send + 'static,
 {
     let (reader, writer) = reflector::store();
-    let triggers = watch_events::traced_triggers(events.reflect(writer), ctx.links.clone());
-    let store = reader.clone();
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
+    // Ready once the initial list is complete. Taken from the stream rather than from
+    // `Store::wait_until_ready`: that future wakes only one of several concurrent waiters,
+    // and the controller itself is already waiting on it.
+    let events = events.inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
             ready.set_ready();
         }
     });
+    let triggers = watch_events::traced_triggers(events.reflect(writer), ctx.links.clone());
     Controller::for_stream(triggers, reader)
         .with_config(
             controller::Config::default()

@@ -14,9 +14,8 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
-use tracing::{Level, Subscriber};
+use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
 
 pub use config::{ExporterConfig, Protocol, SamplerConfig, TelemetryConfig};
@@ -104,7 +103,7 @@ pub fn init(
     let otel_layer = provider.as_ref().map(|provider| {
         let tracer = provider.tracer(config.service_name.clone());
         ParentingLayer::new(tracing_opentelemetry::layer().with_tracer(tracer), resolver)
-            .with_filter(filter::dynamic_filter_fn(exported))
+            .with_filter(filter::filter_fn(exported))
     });
 
     tracing_subscriber::registry()
@@ -130,21 +129,13 @@ pub fn init(
     Ok(Telemetry { provider })
 }
 
-/// Which spans and events reach OpenTelemetry: everything at info and above, plus the kube
-/// client's debug-level request spans when they belong to an operation (a reconcile), and
-/// never the exporter's own transport, which would trace itself.
-fn exported<S>(meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
+/// Which spans and events reach OpenTelemetry: everything at info and above, never the
+/// exporter's own transport, which would trace itself. kube-client's debug-level `HTTP`
+/// span stays out: `operator::api_tracing` records each API request as one CLIENT span with
+/// current semantic conventions, and a second CLIENT span per request would be a duplicate.
+fn exported(meta: &tracing::Metadata<'_>) -> bool {
     const TRANSPORT: [&str; 5] = ["opentelemetry", "h2", "hyper", "tonic", "tower"];
-    if TRANSPORT.iter().any(|t| meta.target().starts_with(t)) {
-        return false;
-    }
-    *meta.level() <= Level::INFO
-        || (meta.is_span()
-            && meta.target().starts_with("kube_client")
-            && cx.lookup_current().is_some())
+    *meta.level() <= Level::INFO && !TRANSPORT.iter().any(|t| meta.target().starts_with(t))
 }
 
 fn build_provider(config: &TelemetryConfig, warnings: &mut Vec<String>) -> SdkTracerProvider {

@@ -189,6 +189,8 @@ impl OperatorOptions {
 /// The operator's controller over a fake API server, fed watch events by the test.
 pub struct Operator {
     pub api: FakeApi,
+    /// What the operator's /readyz reports.
+    pub readiness: Readiness,
     events: mpsc::UnboundedSender<Result<watcher::Event<Echo>, watcher::Error>>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -220,11 +222,12 @@ impl Operator {
             debounce: Duration::from_millis(100),
             concurrency: 4,
         };
+        let readiness = Readiness::default();
         let task = tokio::spawn(operator::run_controller(
             stream,
             ctx,
             config,
-            Readiness::default(),
+            readiness.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -232,6 +235,7 @@ impl Operator {
         api.set_watch(events.clone());
         let operator = Self {
             api,
+            readiness,
             events,
             stop: Some(stop),
             task,
