@@ -1,29 +1,48 @@
 //! The signal both binaries stop on.
 
-/// Resolves on SIGTERM (what Kubernetes sends) or ctrl-c.
-pub async fn signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+use std::future::Future;
+
+/// Resolves on SIGTERM (what Kubernetes sends) or ctrl-c (SIGINT).
+///
+/// The handlers are installed when this is called, not when the future is first polled:
+/// a SIGTERM that arrives in between would otherwise take the default action and kill the
+/// process without flushing its spans. Call it early, inside the runtime.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            tokio::select! {
+                () = recv(terminate, "SIGTERM") => tracing::info!("SIGTERM received, shutting down"),
+                () = recv(interrupt, "ctrl-c") => tracing::info!("ctrl-c received, shutting down"),
             }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::info!("ctrl-c received, shutting down"),
             Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                tracing::warn!(error = %err, "cannot listen for ctrl-c");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Waits for one signal; if its handler could not be installed, waits forever (the other
+/// signal still works) after saying so.
+#[cfg(unix)]
+async fn recv(handler: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
+    match handler {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
     }
 }

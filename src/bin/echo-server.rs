@@ -27,10 +27,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before "listening" is logged: from then on a SIGTERM must find the handler in place.
+    let shutdown = echo_operator::shutdown::signal();
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, "echo-server listening");
-        echo_operator::echo_server::serve(listener, echo_operator::shutdown::signal()).await
+        echo_operator::echo_server::serve(listener, shutdown).await
     }
     .await;
     let code = match result {

@@ -90,6 +90,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
+    // First: a SIGTERM during start-up must already find the handler in place.
+    let shutdown = echo_operator::shutdown::signal();
     let config = kube::Config::infer().await?;
     let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
     let client = ClientBuilder::try_from(config)?
@@ -141,14 +143,7 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "operator started"
     );
-    operator::run_controller(
-        events,
-        ctx,
-        LoopConfig::default(),
-        readiness,
-        echo_operator::shutdown::signal(),
-    )
-    .await;
+    operator::run_controller(events, ctx, LoopConfig::default(), readiness, shutdown).await;
     tracing::info!("operator stopped");
     Ok(())
 }

@@ -112,16 +112,7 @@ impl EchoClient {
             delay_ms: spec.delay_ms,
             fail_first: spec.fail_first,
         };
-        let response = self
-            .http
-            .put(url.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|source| Error::EchoUnreachable {
-                url: url.to_string(),
-                source,
-            })?;
+        let response = send(self.http.put(url.clone()).json(&body), &url).await?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -142,15 +133,7 @@ impl EchoClient {
     /// Removes the echo; an echo that is already gone counts as removed.
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), Error> {
         let url = self.url(namespace, name);
-        let response = self
-            .http
-            .delete(url.clone())
-            .send()
-            .await
-            .map_err(|source| Error::EchoUnreachable {
-                url: url.to_string(),
-                source,
-            })?;
+        let response = send(self.http.delete(url.clone()), &url).await?;
         let status = response.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
@@ -163,6 +146,21 @@ impl EchoClient {
             body,
         })
     }
+}
+
+/// Sends a request through the middleware stack; failing to get any answer (after the
+/// retries) means the echo service is unreachable.
+async fn send(
+    request: reqwest_middleware::RequestBuilder,
+    url: &Url,
+) -> Result<reqwest::Response, Error> {
+    request
+        .send()
+        .await
+        .map_err(|source| Error::EchoUnreachable {
+            url: url.to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]
