@@ -25,7 +25,9 @@ class Kubectl:
     def apply(self, *files, stdin=None, dry_run=False):
         args = ["apply", "--server-side", "--field-manager", "e2e"]
         if dry_run:
-            args.append("--dry-run=server")
+            # On a cluster Tilt deployed, Tilt owns fields such as the image; a dry run only
+            # asks whether the API server accepts the manifest, so ownership must not matter.
+            args += ["--dry-run=server", "--force-conflicts"]
         for f in files or ["-"]:
             args += ["-f", str(f)]
         return self.run(*args, stdin=stdin)
