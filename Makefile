@@ -14,7 +14,7 @@ lint:
 unit:
 	cargo test --locked
 
-e2e: $(VENV)/.installed
+e2e:
 	e2e/run
 
 ## The main job without a cluster: the whole system on loopback, left running.

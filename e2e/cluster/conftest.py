@@ -15,6 +15,8 @@ from kube import Kubectl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "deploy" / "samples").glob("*.yaml"))
+# The service name kube-apiserver reports its spans under.
+API_SERVER = "apiserver"
 
 
 def _required(name):

@@ -117,6 +117,16 @@ class Jaeger:
         )
         return [_parse(t) for t in (body or {}).get("data") or []]
 
+    def linked_spans(self, service, operation, trace_id, span_id):
+        """(trace, span) for each SERVER span of service/operation that links to the span
+        trace_id/span_id: how an API server records a request it would not let join a trace."""
+        return [
+            (t, s)
+            for t in self.search(service, operation)
+            for s in t.find(service, operation, kind="server")
+            if (trace_id, span_id) in s.links
+        ]
+
     def wait_for(self, what, fetch, ready, timeout=90):
         """Polls until fetch() returns something ready() accepts: spans reach Jaeger in
         batches, and the last one (the status write) comes a few seconds after the rest."""

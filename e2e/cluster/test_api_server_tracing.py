@@ -10,8 +10,9 @@ import ssl
 import tempfile
 import urllib.request
 
+from conftest import API_SERVER
+
 PRIVILEGED_GROUPS = {"system:masters", "system:monitoring"}
-API_SERVER = "apiserver"
 PATH = "/apis/tracing.example.com/v1alpha1/namespaces/default/echoes"
 OPERATION = "GET /apis/tracing.example.com/v1alpha1/namespaces/{:namespace}/echoes"
 
@@ -58,12 +59,8 @@ def test_api_server_follows_its_trust_rule_for_trace_context(kubectl, jaeger):
     else:
         found = jaeger.wait_for(
             "an API server trace linked to the caller's span",
-            lambda: [
-                s
-                for t in jaeger.search(API_SERVER, OPERATION)
-                for s in t.find(API_SERVER, OPERATION, kind="server")
-                if (trace_id, span_id) in s.links
-            ],
+            lambda: jaeger.linked_spans(API_SERVER, OPERATION, trace_id, span_id),
             bool,
         )
-        assert found[0].parent_id is None, "an unprivileged caller gets a new, linked trace"
+        _, server = found[0]
+        assert server.parent_id is None, "an unprivileged caller gets a new, linked trace"

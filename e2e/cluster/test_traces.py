@@ -6,18 +6,32 @@ import json
 import re
 import secrets
 import time
+from typing import NamedTuple
 
 import pytest
 import yaml
-from conftest import sample_objects
+from conftest import API_SERVER, sample_objects
 
 OPERATOR = "echo-operator"
 ECHO = "echo-server"
-API_SERVER = "apiserver"
 ECHO_ROUTE = "/v1/echoes/{namespace}/{name}"
 ECHOES_API = "/apis/tracing.example.com/v1alpha1/namespaces/{namespace}/echoes/{name}"
 TRACEPARENT_ANNOTATION = "tracing.example.com/traceparent"
 SAMPLES = {obj["metadata"]["name"]: (path, obj) for path, obj in sample_objects()}
+
+
+class Flow(NamedTuple):
+    """What one kind of reconcile does: its call to the echo service, the echo service's
+    internal span, and the operator step that then writes to the API server."""
+
+    method: str
+    internal: str
+    step: str
+    route: str
+
+
+RECONCILE = Flow("PUT", "store write", "write status", ECHOES_API + "/status")
+CLEANUP = Flow("DELETE", "store delete", "remove finalizer", ECHOES_API)
 
 
 def echo_calls(trace, method):
@@ -36,14 +50,14 @@ def api_patch(trace, step, route):
     return patches[0] if len(patches) == 1 else None
 
 
-def complete(trace, method, step, route, internal):
+def complete(trace, flow):
     """Whether every span the assertions need has reached Jaeger (they arrive in batches)."""
-    steps = trace.find(OPERATOR, step)
+    steps = trace.find(OPERATOR, flow.step)
     return (
-        trace.find(ECHO, internal)
+        trace.find(ECHO, flow.internal)
         and len(steps) == 1
-        and api_patch(trace, steps[0], route)
-        and all(s.tags.get("http.response.status_code") for s in echo_calls(trace, method))
+        and api_patch(trace, steps[0], flow.route)
+        and all(s.tags.get("http.response.status_code") for s in echo_calls(trace, flow.method))
     )
 
 
@@ -54,15 +68,11 @@ def assert_api_server_linked(jaeger, trace, patch, route):
     deploy/kind/apiserver-tracing.yaml). Finds that trace and checks the link."""
     operation = "PATCH " + route.replace("{namespace}", "{:namespace}").replace("{name}", "{:name}")
 
-    def linked():
-        return [
-            (t, s)
-            for t in jaeger.search(API_SERVER, operation)
-            for s in t.find(API_SERVER, operation, kind="server")
-            if (trace.trace_id, patch.span_id) in s.links
-        ]
-
-    found = jaeger.wait_for(f"an API server span linked to {patch}", linked, bool)
+    found = jaeger.wait_for(
+        f"an API server span linked to {patch}",
+        lambda: jaeger.linked_spans(API_SERVER, operation, trace.trace_id, patch.span_id),
+        bool,
+    )
     assert len(found) == 1, found
     api_trace, server = found[0]
     assert server.parent_id is None, "the API server starts its own trace for an unprivileged caller"
@@ -70,7 +80,7 @@ def assert_api_server_linked(jaeger, trace, patch, route):
     assert api_trace.children(server), "the API server records its work below the request span"
 
 
-def assert_reconcile_chain(jaeger, trace, namespace, name, method, step, route, internal):
+def assert_reconcile_chain(jaeger, trace, namespace, name, flow):
     """watch event -> reconciling object -> reconcile -> CLIENT -> SERVER -> echo internal
     span, and reconcile -> step -> PATCH ~> API server. Returns (watch, client spans)."""
     assert {OPERATOR, ECHO} <= trace.services, trace
@@ -86,6 +96,7 @@ def assert_reconcile_chain(jaeger, trace, namespace, name, method, step, route, 
     trace.assert_parent(reconcile, runtime)
     assert reconcile.tags["trace_id"] == trace.trace_id
 
+    method = flow.method
     calls = echo_calls(trace, method)
     assert calls, f"no {method} to the echo service in {trace}"
     for call in calls:
@@ -100,16 +111,16 @@ def assert_reconcile_chain(jaeger, trace, namespace, name, method, step, route, 
         assert server.tags["url.path"] == f"/v1/echoes/{namespace}/{name}"
         assert server.tags["http.response.status_code"] == call.tags["http.response.status_code"]
         # The store counts failFirst attempts too: each attempt has its internal span.
-        assert [c.name for c in trace.children(server)] == [internal], trace.children(server)
+        assert [c.name for c in trace.children(server)] == [flow.internal], trace.children(server)
     succeeded = [s for s in servers if int(s.tags["http.response.status_code"]) < 300]
     assert len(succeeded) == 1, servers
 
-    step_span = trace.one(OPERATOR, step)
-    trace.assert_parent(step_span, reconcile)
-    patch = api_patch(trace, step_span, route)
-    assert patch is not None, f"one PATCH {route} under {step_span} in {trace}"
+    step = trace.one(OPERATOR, flow.step)
+    trace.assert_parent(step, reconcile)
+    patch = api_patch(trace, step, flow.route)
+    assert patch is not None, f"one PATCH {flow.route} under {step} in {trace}"
     assert int(patch.tags["http.response.status_code"]) == 200
-    assert_api_server_linked(jaeger, trace, patch, route)
+    assert_api_server_linked(jaeger, trace, patch, flow.route)
     return watch, calls
 
 
@@ -117,31 +128,26 @@ def assert_reconcile_chain(jaeger, trace, namespace, name, method, step, route, 
 def samples(kubectl):
     """Applies every sample fresh (each gets a new watch event) and waits for Ready."""
     paths = [path for path, _ in SAMPLES.values()]
-    for path in paths:
-        kubectl.run("delete", "-f", str(path), "--ignore-not-found", "--wait=true")
+    files = [arg for path in paths for arg in ("-f", str(path))]
+    kubectl.run("delete", *files, "--ignore-not-found", "--wait=true")
     kubectl.apply(*paths)
     return {name: kubectl.wait_ready(obj["metadata"]["namespace"], name) for name, (_, obj) in SAMPLES.items()}
 
 
-def sample_trace(jaeger, echo):
-    namespace, name = echo["metadata"]["namespace"], echo["metadata"]["name"]
+def reconcile_trace(jaeger, echo):
+    """The trace named by the object's status.traceId, once all of it is in Jaeger."""
     trace_id = echo["status"]["traceId"]
     assert re.fullmatch("[0-9a-f]{32}", trace_id), trace_id
-    return jaeger.wait_for_trace(
-        trace_id,
-        f"the reconcile trace of {namespace}/{name}",
-        lambda t: complete(t, "PUT", "write status", ECHOES_API + "/status", "store write"),
-    )
+    what = f"the reconcile trace of {echo['metadata']['namespace']}/{echo['metadata']['name']}"
+    return jaeger.wait_for_trace(trace_id, what, lambda t: complete(t, RECONCILE))
 
 
 @pytest.mark.parametrize("name", SAMPLES)
 def test_sample_reconciles_into_one_cross_process_trace(samples, jaeger, name):
     echo = samples[name]
     namespace = echo["metadata"]["namespace"]
-    trace = sample_trace(jaeger, echo)
-    watch, calls = assert_reconcile_chain(
-        jaeger, trace, namespace, name, "PUT", "write status", ECHOES_API + "/status", "store write"
-    )
+    trace = reconcile_trace(jaeger, echo)
+    watch, calls = assert_reconcile_chain(jaeger, trace, namespace, name, RECONCILE)
     assert watch.parent_id is None, "without the annotation the watch event starts the trace"
     assert str(watch.tags["k8s.object.generation"]) == str(echo["metadata"]["generation"])
 
@@ -184,14 +190,8 @@ def test_traceparent_annotation_continues_the_appliers_trace(kubectl, jaeger):
     try:
         echo = kubectl.wait_ready("default", name)
         assert echo["status"]["traceId"] == trace_id
-        trace = jaeger.wait_for_trace(
-            trace_id,
-            f"the annotated trace {trace_id}",
-            lambda t: complete(t, "PUT", "write status", ECHOES_API + "/status", "store write"),
-        )
-        watch, _ = assert_reconcile_chain(
-            jaeger, trace, "default", name, "PUT", "write status", ECHOES_API + "/status", "store write"
-        )
+        trace = reconcile_trace(jaeger, echo)
+        watch, _ = assert_reconcile_chain(jaeger, trace, "default", name, RECONCILE)
         assert watch.parent_id == parent, "the watch event is the child of the annotation's span"
     finally:
         kubectl.run("delete", "echoes.tracing.example.com", name, "-n", "default", "--wait=true")
@@ -205,18 +205,18 @@ def test_deleting_the_samples_is_traced_and_removes_the_finalizer(samples, kubec
         namespace = obj["metadata"]["namespace"]
         kubectl.wait_gone(namespace, name)
 
-        def cleanup_traces(namespace=namespace, name=name):
-            return [
-                t
-                for t in jaeger.search(ECHO, f"DELETE {ECHO_ROUTE}")
-                if any(s.start_us >= since_us for s in t.find(ECHO, kind="server", **{"url.path": f"/v1/echoes/{namespace}/{name}"}))
-            ]
+        def cleanup_trace(path=f"/v1/echoes/{namespace}/{name}"):
+            """The complete trace whose DELETE reached the echo service after the delete."""
+            return next(
+                (
+                    t
+                    for t in jaeger.search(ECHO, f"DELETE {ECHO_ROUTE}")
+                    if any(s.start_us >= since_us for s in t.find(ECHO, kind="server", **{"url.path": path}))
+                    and complete(t, CLEANUP)
+                ),
+                None,
+            )
 
-        traces = jaeger.wait_for(
-            f"the cleanup trace of {namespace}/{name}",
-            cleanup_traces,
-            lambda ts: any(complete(t, "DELETE", "remove finalizer", ECHOES_API, "store delete") for t in ts),
-        )
-        trace = next(t for t in traces if complete(t, "DELETE", "remove finalizer", ECHOES_API, "store delete"))
-        _, calls = assert_reconcile_chain(jaeger, trace, namespace, name, "DELETE", "remove finalizer", ECHOES_API, "store delete")
+        trace = jaeger.wait_for(f"the cleanup trace of {namespace}/{name}", cleanup_trace, bool)
+        _, calls = assert_reconcile_chain(jaeger, trace, namespace, name, CLEANUP)
         assert int(calls[-1].tags["http.response.status_code"]) == 204

@@ -244,7 +244,7 @@ async fn ensure_finalizer(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
         return Ok(());
     }
     // The test operation makes the patch fail instead of overwriting a concurrent change.
-    let patch: json_patch::Patch = serde_json::from_value(if finalizers.is_empty() {
+    let patch = if finalizers.is_empty() {
         serde_json::json!([
             { "op": "test", "path": "/metadata/finalizers", "value": null },
             { "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] },
@@ -254,17 +254,9 @@ async fn ensure_finalizer(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
             { "op": "test", "path": "/metadata/finalizers", "value": finalizers },
             { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER },
         ])
-    })
-    .map_err(Error::FinalizerPatch)?;
-    api.patch(
-        &echo.name_any(),
-        &PatchParams::default(),
-        &Patch::Json::<()>(patch),
-    )
-    .instrument(tracing::info_span!("add finalizer"))
-    .await
-    .map(|_| ())
-    .map_err(Error::kube("add the finalizer"))
+    };
+    let span = tracing::info_span!("add finalizer");
+    patch_finalizers(api, echo, patch, span, "add the finalizer").await
 }
 
 async fn remove_finalizer(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
@@ -272,20 +264,33 @@ async fn remove_finalizer(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
         return Ok(());
     };
     let path = format!("/metadata/finalizers/{index}");
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+    let patch = serde_json::json!([
         { "op": "test", "path": path, "value": FINALIZER },
         { "op": "remove", "path": path },
-    ]))
-    .map_err(Error::FinalizerPatch)?;
+    ]);
+    let span = tracing::info_span!("remove finalizer");
+    patch_finalizers(api, echo, patch, span, "remove the finalizer").await
+}
+
+/// Sends a JSON patch of the finalizer list inside `span`; `action` completes the error
+/// message ("cannot ...").
+async fn patch_finalizers(
+    api: &Api<Echo>,
+    echo: &Echo,
+    patch: serde_json::Value,
+    span: tracing::Span,
+    action: &'static str,
+) -> Result<(), Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(Error::FinalizerPatch)?;
     api.patch(
         &echo.name_any(),
         &PatchParams::default(),
         &Patch::Json::<()>(patch),
     )
-    .instrument(tracing::info_span!("remove finalizer"))
+    .instrument(span)
     .await
     .map(|_| ())
-    .map_err(Error::kube("remove the finalizer"))
+    .map_err(Error::kube(action))
 }
 
 /// Events are for people; failing to publish one never fails the reconcile.
