@@ -6,3 +6,4 @@ pub mod echo_server;
 pub mod operator;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;

@@ -46,3 +46,30 @@ async fn recv(handler: std::io::Result<tokio::signal::unix::Signal>, name: &str)
         }
     }
 }
+
+/// Exits the process at once on the second SIGTERM or ctrl-c: the first starts a graceful
+/// shutdown, and a person (or kubelet) who asks again does not want to wait for it. Call it
+/// early, inside the runtime, next to [`signal`].
+pub fn exit_on_second_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot listen for a second signal; only the graceful path exists");
+            return;
+        };
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+            eprintln!("second signal received: exiting without waiting");
+            std::process::exit(130);
+        });
+    }
+}

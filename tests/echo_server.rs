@@ -17,7 +17,9 @@ async fn serve() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(echo_operator::echo_server::serve(
         listener,
+        Default::default(),
         std::future::pending(),
+        Duration::from_secs(1),
     ));
     addr
 }

@@ -2,8 +2,11 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use echo_operator::echo_server::store;
 use echo_operator::telemetry::{self, TelemetryConfig};
 
 #[derive(Parser)]
@@ -15,6 +18,16 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "ECHO_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Most echoes kept at once; writes of new keys past it get 507.
+    #[arg(long, env = "ECHO_MAX_ENTRIES", default_value_t = store::DEFAULT_CAPACITY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    max_entries: usize,
+    /// After SIGTERM, how long requests in flight may finish (the longest delayMs is 10 s).
+    /// With the 5 s span flush after it, keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "ECHO_SHUTDOWN_GRACE_SECONDS", default_value_t = 11,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    shutdown_grace_seconds: u64,
 }
 
 #[tokio::main]
@@ -29,10 +42,13 @@ async fn main() -> ExitCode {
     };
     // Before "listening" is logged: from then on a SIGTERM must find the handler in place.
     let shutdown = echo_operator::shutdown::signal();
+    echo_operator::shutdown::exit_on_second_signal();
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, "echo-server listening");
-        echo_operator::echo_server::serve(listener, shutdown).await
+        let store = Arc::new(store::Store::with_capacity(args.max_entries));
+        let grace = Duration::from_secs(args.shutdown_grace_seconds);
+        echo_operator::echo_server::serve(listener, store, shutdown, grace).await
     }
     .await;
     let code = match result {

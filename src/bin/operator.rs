@@ -2,19 +2,21 @@
 //! from each watch event to the remote service.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
-use echo_operator::operator::health::{self, Readiness};
+use echo_operator::operator::events::{EventRecorder, Reporter};
+use echo_operator::operator::health::{self, Liveness, Readiness};
 use echo_operator::operator::trace_links::TraceLinks;
 use echo_operator::operator::{self, Backoff, Context, LoopConfig, api_tracing::ApiTracingLayer};
 use echo_operator::telemetry::{self, TelemetryConfig};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, client::ClientBuilder};
+use tower::timeout::TimeoutLayer;
 
 #[derive(Parser)]
 #[command(
@@ -22,13 +24,17 @@ use kube::{Api, client::ClientBuilder};
     about = "Kubernetes operator for Echo objects, traced end to end"
 )]
 struct Args {
-    /// Base URL of the echo service.
+    /// Base URL of the echo service (http:// or https://).
     #[arg(
         long,
         env = "ECHO_URL",
         default_value = "http://echo-server.echo-tracing.svc:8080"
     )]
     echo_url: reqwest::Url,
+    /// PEM file of certificate authorities to trust for an https:// echo URL, besides the
+    /// system's.
+    #[arg(long, env = "ECHO_CA_FILE")]
+    echo_ca_file: Option<PathBuf>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -36,17 +42,52 @@ struct Args {
     #[arg(long, env = "HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
     health_listen: SocketAddr,
     /// Retries of one echo service call on 5xx and connection errors.
-    #[arg(long, env = "ECHO_HTTP_RETRIES", default_value_t = 3)]
+    #[arg(long, env = "ECHO_HTTP_RETRIES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
     http_retries: u32,
     /// Seconds between reconciles of a healthy object.
-    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300)]
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
     resync_seconds: u64,
     /// First delay after a failed reconcile, doubled on each further failure.
-    #[arg(long, env = "ERROR_BACKOFF_SECONDS", default_value_t = 5)]
+    #[arg(long, env = "ERROR_BACKOFF_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
     error_backoff_seconds: u64,
-    /// Longest delay after failed reconciles.
-    #[arg(long, env = "MAX_ERROR_BACKOFF_SECONDS", default_value_t = 300)]
+    /// Longest delay after failed reconciles (at least ERROR_BACKOFF_SECONDS).
+    #[arg(long, env = "MAX_ERROR_BACKOFF_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     max_error_backoff_seconds: u64,
+    /// Reconciles running at once.
+    #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// Longest one reconcile may take before it fails and is retried.
+    #[arg(long, env = "RECONCILE_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    reconcile_timeout_seconds: u64,
+    /// Longest one Kubernetes API request of a reconcile may take (the watch is not bound).
+    #[arg(long, env = "API_TIMEOUT_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    api_timeout_seconds: u64,
+    /// After SIGTERM, how long running reconciles may finish before they are abandoned.
+    /// With the 5 s span flush after it, keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    shutdown_grace_seconds: u64,
+}
+
+impl Args {
+    /// Checks what a single flag's range cannot.
+    fn validate(&self) -> Result<(), String> {
+        if self.max_error_backoff_seconds < self.error_backoff_seconds {
+            return Err(format!(
+                "MAX_ERROR_BACKOFF_SECONDS ({}) must not be below ERROR_BACKOFF_SECONDS ({})",
+                self.max_error_backoff_seconds, self.error_backoff_seconds
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +98,8 @@ enum RunError {
     KubeClient(#[from] kube::Error),
     #[error("cannot build the echo service client: {0}")]
     EchoClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    CaBundle(#[from] echo_operator::tls::CaBundleError),
     #[error("cannot serve health endpoints on {addr}: {source}")]
     Health {
         addr: SocketAddr,
@@ -67,6 +110,10 @@ enum RunError {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(problem) = args.validate() {
+        eprintln!("operator: {problem}");
+        return ExitCode::from(2);
+    }
     let links = Arc::new(TraceLinks::default());
     let telemetry = match telemetry::init(
         &TelemetryConfig::from_env("echo-operator"),
@@ -92,15 +139,30 @@ async fn main() -> ExitCode {
 async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
     // First: a SIGTERM during start-up must already find the handler in place.
     let shutdown = echo_operator::shutdown::signal();
+    echo_operator::shutdown::exit_on_second_signal();
     let config = kube::Config::infer().await?;
     let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
+    // Two clients: the watch is a long poll that must not time out, while every request a
+    // reconcile makes is bounded.
+    let watch_client = ClientBuilder::try_from(config.clone())?
+        .with_layer(&tracing_layer)
+        .build();
     let client = ClientBuilder::try_from(config)?
+        .with_layer(&TimeoutLayer::new(Duration::from_secs(
+            args.api_timeout_seconds,
+        )))
         .with_layer(&tracing_layer)
         .build();
     let reporter = Reporter {
         controller: "echo-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let extra_ca = match &args.echo_ca_file {
+        Some(path) => Some(echo_operator::tls::read_ca_bundle(path)?),
+        None => None,
+    };
+    let reconcile_timeout = Duration::from_secs(args.reconcile_timeout_seconds);
+    let liveness = Liveness::new(reconcile_timeout * 2);
     let ctx = Arc::new(Context {
         echo: EchoClient::new(
             args.echo_url.clone(),
@@ -108,15 +170,18 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
                 max_retries: args.http_retries,
                 ..RetryConfig::default()
             },
+            extra_ca.as_deref(),
         )?,
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
+        recorder: EventRecorder::new(client.clone(), reporter),
+        client,
         links,
         backoff: Backoff::new(
             Duration::from_secs(args.error_backoff_seconds),
             Duration::from_secs(args.max_error_backoff_seconds),
         ),
         resync: Duration::from_secs(args.resync_seconds),
+        reconcile_timeout,
+        liveness: liveness.clone(),
     });
 
     let readiness = Readiness::default();
@@ -126,7 +191,7 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
             addr: args.health_listen,
             source,
         })?;
-    let health_router = health::router(readiness.clone());
+    let health_router = health::router(readiness.clone(), liveness);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, health_router).await {
             tracing::error!(error = %err, "health endpoint stopped");
@@ -134,16 +199,22 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
     });
 
     let api: Api<echo_operator::crd::Echo> = match &args.namespace {
-        Some(namespace) => Api::namespaced(client, namespace),
-        None => Api::all(client),
+        Some(namespace) => Api::namespaced(watch_client, namespace),
+        None => Api::all(watch_client),
     };
     let events = watcher(api, watcher::Config::default()).default_backoff();
     tracing::info!(
         echo_url = %args.echo_url,
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        concurrency = args.concurrency,
         "operator started"
     );
-    operator::run_controller(events, ctx, LoopConfig::default(), readiness, shutdown).await;
+    let loop_config = LoopConfig {
+        concurrency: args.concurrency,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        ..LoopConfig::default()
+    };
+    operator::run_controller(events, ctx, loop_config, readiness, shutdown).await;
     tracing::info!("operator stopped");
     Ok(())
 }

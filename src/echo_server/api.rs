@@ -87,10 +87,9 @@ pub async fn put_echo(
     })?;
     let request = EchoRequest::parse(&body)?;
     let delay_ms = request.delay_ms.unwrap_or(0);
-    if delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(delay_ms.into())).await;
-    }
     let trace_id = crate::telemetry::trace_id_of(&tracing::Span::current());
+    // The write is decided before the delay: a rejected attempt answers at once instead of
+    // holding one of the caller's workers for `delayMs` only to fail.
     match store.write(
         key,
         request.message,
@@ -98,7 +97,12 @@ pub async fn put_echo(
         request.fail_first.unwrap_or(0),
         trace_id,
     ) {
-        WriteOutcome::Stored(echo) => Ok(Json(echo).into_response()),
+        WriteOutcome::Stored(echo) => {
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ms.into())).await;
+            }
+            Ok(Json(echo).into_response())
+        }
         WriteOutcome::Rejected {
             attempt,
             fail_first,
@@ -106,6 +110,7 @@ pub async fn put_echo(
             attempt,
             fail_first,
         }),
+        WriteOutcome::Full { capacity } => Err(ApiError::StoreFull { capacity }),
     }
 }
 

@@ -23,6 +23,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("injected failure: write {attempt} of the first {fail_first} is rejected")]
     InjectedFailure { attempt: u32, fail_first: u32 },
+    #[error("the store holds its maximum of {capacity} echoes; delete some first")]
+    StoreFull { capacity: usize },
 }
 
 /// The JSON every error response carries.
@@ -44,6 +46,7 @@ impl ApiError {
             Self::NotFound { .. } | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InjectedFailure { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -57,6 +60,7 @@ impl ApiError {
             Self::NoRoute(_) => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InjectedFailure { .. } => "injected_failure",
+            Self::StoreFull { .. } => "store_full",
         }
     }
 }

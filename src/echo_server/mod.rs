@@ -6,7 +6,9 @@ pub mod error;
 pub mod http_trace;
 pub mod store;
 
+use std::future::IntoFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,12 +36,34 @@ pub fn router(store: Arc<Store>) -> Router {
         .fallback(api::no_route)
 }
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Serves until `shutdown` resolves, then lets the requests in flight finish for at most
+/// `grace`: a client that never completes its request, or an idle keep-alive connection,
+/// must not hold the process past the pod's termination grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    store: Arc<Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(Arc::default()))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router(store)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    });
+    let deadline = async move {
+        match signalled.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server.into_future() => result,
+        () = deadline => {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as i64,
+                "connections still open after the shutdown grace period; closing them"
+            );
+            Ok(())
+        }
+    }
 }

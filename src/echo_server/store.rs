@@ -36,7 +36,14 @@ pub enum WriteOutcome {
         attempt: u32,
         fail_first: u32,
     },
+    /// A new key, and the store already holds `capacity` keys.
+    Full {
+        capacity: usize,
+    },
 }
+
+/// Keys kept by default: the operator stores one per `Echo`; more is a runaway client.
+pub const DEFAULT_CAPACITY: usize = 10_000;
 
 #[derive(Default)]
 struct Entry {
@@ -44,12 +51,36 @@ struct Entry {
     echo: Option<StoredEcho>,
 }
 
-#[derive(Default)]
+/// Stored echoes and write counters, at most `capacity` keys (a key whose writes were all
+/// rejected counts too, so clients cannot grow it without bound either).
 pub struct Store {
     entries: Mutex<HashMap<EchoKey, Entry>>,
+    capacity: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
 }
 
 impl Store {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            capacity,
+        }
+    }
+
+    /// Keys held now, stored or only counted.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Counts the write, then stores it unless it is one of the first `fail_first`.
     pub fn write(
         &self,
@@ -66,6 +97,15 @@ impl Store {
         )
         .entered();
         let mut entries = self.lock();
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
+            tracing::warn!(
+                capacity = self.capacity,
+                "store is full; rejecting a new key"
+            );
+            return WriteOutcome::Full {
+                capacity: self.capacity,
+            };
+        }
         let entry = entries.entry(key.clone()).or_default();
         entry.writes = entry.writes.saturating_add(1);
         if entry.writes <= fail_first {
@@ -112,5 +152,41 @@ impl Store {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> EchoKey {
+        EchoKey {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn write(store: &Store, name: &str, fail_first: u32) -> WriteOutcome {
+        store.write(key(name), "m".into(), 0, fail_first, None)
+    }
+
+    #[test]
+    fn new_keys_past_the_capacity_are_refused_and_existing_ones_still_written() {
+        let store = Store::with_capacity(2);
+        assert!(matches!(write(&store, "a", 0), WriteOutcome::Stored(_)));
+        // A write that is only counted (failFirst) holds a key as well.
+        assert!(matches!(
+            write(&store, "b", 5),
+            WriteOutcome::Rejected { .. }
+        ));
+        assert!(matches!(
+            write(&store, "c", 0),
+            WriteOutcome::Full { capacity: 2 }
+        ));
+        assert_eq!(store.len(), 2);
+        assert!(matches!(write(&store, "a", 0), WriteOutcome::Stored(_)));
+        store.remove(&key("b"));
+        assert!(matches!(write(&store, "c", 0), WriteOutcome::Stored(_)));
+        assert_eq!(store.len(), 2);
     }
 }

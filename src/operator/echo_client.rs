@@ -33,6 +33,11 @@ impl Default for RetryConfig {
     }
 }
 
+/// Longest echo answer read; the service's own answers are a few hundred bytes.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+/// One attempt may take this long: the echo service may be asked to wait up to 10 s.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// What the echo service answers to a successful `PUT`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,13 +65,23 @@ pub struct EchoClient {
 }
 
 impl EchoClient {
-    pub fn new(base: Url, retry: &RetryConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// `extra_ca` is a PEM bundle trusted for `https://` URLs besides the system's roots.
+    pub fn new(
+        base: Url,
+        retry: &RetryConfig,
+        extra_ca: Option<&[u8]>,
+    ) -> Result<Self, reqwest::Error> {
+        crate::tls::install_crypto_provider();
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            // The echo service may be asked to wait up to 10 s before answering.
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("echo-operator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .timeout(ATTEMPT_TIMEOUT)
+            .user_agent(concat!("echo-operator/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = extra_ca {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build()?;
         let policy = ExponentialBackoff::builder()
             .retry_bounds(retry.min_backoff, retry.max_backoff)
             .build_with_max_retries(retry.max_retries);
@@ -114,7 +129,7 @@ impl EchoClient {
         };
         let response = send(self.http.put(url.clone()).json(&body), &url).await?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text = read_limited(response, "PUT", &url).await?;
         if !status.is_success() {
             return Err(Error::EchoStatus {
                 method: "PUT",
@@ -138,7 +153,7 @@ impl EchoClient {
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = read_limited(response, "DELETE", &url).await?;
         Err(Error::EchoStatus {
             method: "DELETE",
             url: url.to_string(),
@@ -163,6 +178,35 @@ async fn send(
         })
 }
 
+/// The body as text, refusing answers over `MAX_REPLY_BYTES` instead of buffering them.
+async fn read_limited(
+    mut response: reqwest::Response,
+    method: &'static str,
+    url: &Url,
+) -> Result<String, Error> {
+    let bad_reply = |detail: String| Error::EchoBadReply {
+        method,
+        url: url.to_string(),
+        detail,
+    };
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(bad_reply(format!(
+                        "the answer is larger than {MAX_REPLY_BYTES} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(err) => return Err(bad_reply(format!("cannot read the answer: {err}"))),
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,8 +219,12 @@ mod tests {
             "http://gw/prefix",
             "http://gw/prefix/",
         ] {
-            let client = EchoClient::new(Url::parse(base).expect("url"), &RetryConfig::default())
-                .expect("client");
+            let client = EchoClient::new(
+                Url::parse(base).expect("url"),
+                &RetryConfig::default(),
+                None,
+            )
+            .expect("client");
             let url = client.url("default", "hello");
             assert!(
                 url.as_str().ends_with("/v1/echoes/default/hello"),

@@ -33,6 +33,8 @@ pub enum Error {
     FinalizerPatch(#[source] serde_json::Error),
     #[error("the object has no {0}")]
     IncompleteObject(&'static str),
+    #[error("the reconcile did not finish within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -46,6 +48,7 @@ impl Error {
             Self::Kube { .. } => "KubernetesApiError",
             Self::FinalizerPatch(_) => "InternalError",
             Self::IncompleteObject(_) => "InvalidObject",
+            Self::Timeout(_) => "ReconcileTimeout",
         }
     }
 

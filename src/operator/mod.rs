@@ -4,6 +4,7 @@
 pub mod api_tracing;
 pub mod echo_client;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod reconcile;
 pub mod status;
@@ -28,6 +29,9 @@ pub struct LoopConfig {
     pub debounce: Duration,
     /// Upper bound on reconciles running at once.
     pub concurrency: u16,
+    /// After the shutdown signal no reconcile starts; those running get this long to
+    /// finish before they are abandoned (their spans end and are flushed with the rest).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for LoopConfig {
@@ -35,6 +39,7 @@ impl Default for LoopConfig {
         Self {
             debounce: Duration::from_millis(200),
             concurrency: 8,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -59,8 +64,17 @@ pub async fn run_controller<S>(
             ready.set_ready();
         }
     });
-    let triggers = watch_events::traced_triggers(events.reflect(writer), ctx.links.clone());
-    Controller::for_stream(triggers, reader)
+    let gone = {
+        let ctx = ctx.clone();
+        move |object_ref: &str| ctx.forget(object_ref)
+    };
+    let triggers = watch_events::traced_triggers(events.reflect(writer), ctx.links.clone(), gone);
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    };
+    let controller = Controller::for_stream(triggers, reader)
         .with_config(
             controller::Config::default()
                 .debounce(config.debounce)
@@ -77,6 +91,21 @@ pub async fn run_controller<S>(
                 }
                 Err(err) => tracing::warn!(error = %err, "controller error"),
             }
-        })
-        .await;
+        });
+    // kube-runtime's graceful shutdown waits for every running reconcile; a deadline keeps
+    // the whole shutdown within the pod's termination grace period.
+    let grace = config.shutdown_grace;
+    let deadline = async move {
+        match signalled.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        () = deadline => tracing::warn!(
+            grace_ms = grace.as_millis() as i64,
+            "reconciles still running after the shutdown grace period; abandoning them"
+        ),
+    }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use opentelemetry::trace::TraceContextExt;
@@ -17,6 +16,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::echo_client::EchoClient;
 use super::error::Error;
+use super::events::{Event, EventRecorder, EventType};
+use super::health::Liveness;
 use super::status::{self, Outcome};
 use super::trace_links::TraceLinks;
 use crate::crd::{Echo, FINALIZER};
@@ -50,11 +51,25 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.max)
     }
 
+    /// Forgets `key`: after a success, and when the object is gone (a deleted object that
+    /// was failing must not stay in the table).
     pub fn reset(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
+    }
+
+    /// Objects with failures on record.
+    pub fn len(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -62,11 +77,23 @@ impl Backoff {
 pub struct Context {
     pub client: kube::Client,
     pub echo: EchoClient,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub links: Arc<TraceLinks>,
     pub backoff: Backoff,
     /// How often a healthy object is reconciled again (the echo service keeps state in memory).
     pub resync: Duration,
+    /// Longest a reconcile may run; past it, it fails and is retried with backoff, so one
+    /// wedged call cannot hold a reconcile slot forever.
+    pub reconcile_timeout: Duration,
+    pub liveness: Liveness,
+}
+
+impl Context {
+    /// Forgets everything kept about an object that no longer exists.
+    pub fn forget(&self, object_ref: &str) {
+        self.links.forget(object_ref);
+        self.backoff.reset(object_ref);
+    }
 }
 
 /// Entry point kube-runtime calls, inside its `reconciling object` span.
@@ -84,6 +111,8 @@ pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Err
         k8s.object.generation = echo.metadata.generation.unwrap_or_default(),
         deleting = echo.metadata.deletion_timestamp.is_some(),
         trace_id = Empty,
+        otel.status_code = Empty,
+        error.type = Empty,
     );
     let trace_id = trace_id_of(&span);
     if let Some(trace_id) = &trace_id {
@@ -91,25 +120,43 @@ pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Err
     }
     ctx.links
         .record_reconcile(key.clone(), span.context().span().span_context().clone());
+    let _running = ctx.liveness.reconcile_started();
 
-    async move {
+    let timeout = ctx.reconcile_timeout;
+    let work = async {
         let namespace = echo
             .namespace()
             .ok_or(Error::IncompleteObject("namespace"))?;
         let api: Api<Echo> = Api::namespaced(ctx.client.clone(), &namespace);
-        let result = if echo.metadata.deletion_timestamp.is_some() {
-            cleanup(&api, &echo, &ctx, &namespace, trace_id.as_deref()).await
-        } else {
-            apply(&api, &echo, &ctx, &namespace, trace_id.clone()).await
+        let result = match tokio::time::timeout(timeout, async {
+            if echo.metadata.deletion_timestamp.is_some() {
+                cleanup(&api, &echo, &ctx, &namespace, trace_id.as_deref()).await
+            } else {
+                apply(&api, &echo, &ctx, &namespace, trace_id.clone()).await
+            }
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                let err = Error::Timeout(timeout);
+                // The status write and the Event have their own per-request timeout.
+                report_failure(&api, &echo, &ctx, &err, trace_id.clone()).await;
+                Err(err)
+            }
         };
         match &result {
             Ok(_) => ctx.backoff.reset(&key),
-            Err(err) => tracing::warn!(error = %err, reason = err.reason(), "reconcile failed"),
+            Err(err) => {
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", err.reason());
+                tracing::warn!(error = %err, reason = err.reason(), "reconcile failed");
+            }
         }
         result
-    }
-    .instrument(span)
-    .await
+    };
+    work.instrument(span).await
 }
 
 /// kube-runtime's error policy: retry the object with growing delays, never a hot loop.

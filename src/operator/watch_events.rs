@@ -19,12 +19,16 @@ use super::trace_links::TraceLinks;
 use crate::crd::{Echo, TRACEPARENT_ANNOTATION};
 use crate::telemetry::propagation;
 
-/// What a trigger was decided on: the generation and whether deletion has begun.
-type Seen = (Option<i64>, bool);
+/// What a trigger was decided on: the object's uid (a deleted and recreated object with the
+/// same name and generation is new work), its generation, and whether deletion has begun.
+type Seen = (Option<String>, Option<i64>, bool);
 
+/// `gone` is told the key of every object that no longer exists, so per-object state
+/// elsewhere (trace links, backoff) is dropped with it.
 pub fn traced_triggers<S>(
     events: S,
     links: Arc<TraceLinks>,
+    gone: impl Fn(&str),
 ) -> impl Stream<Item = Result<Echo, watcher::Error>>
 where
     S: Stream<Item = Result<watcher::Event<Echo>, watcher::Error>>,
@@ -34,7 +38,7 @@ where
         let triggers: Vec<Result<Echo, watcher::Error>> = match event {
             Err(err) => vec![Err(err)],
             Ok(event) => filter
-                .admit(event, &links)
+                .admit(event, &gone)
                 .into_iter()
                 .map(|(event_type, echo)| {
                     record_watch_event(event_type, &echo, &links);
@@ -58,7 +62,7 @@ impl ChangeFilter {
     fn admit(
         &mut self,
         event: watcher::Event<Echo>,
-        links: &TraceLinks,
+        gone: &dyn Fn(&str),
     ) -> Option<(&'static str, Echo)> {
         let (event_type, echo) = match event {
             watcher::Event::Apply(echo) => ("Apply", echo),
@@ -66,7 +70,7 @@ impl ChangeFilter {
             watcher::Event::Delete(echo) => {
                 let key = ObjectRef::from_obj(&echo).to_string();
                 self.seen.remove(&key);
-                links.forget(&key);
+                gone(&key);
                 return None;
             }
             watcher::Event::Init => {
@@ -75,15 +79,15 @@ impl ChangeFilter {
             }
             watcher::Event::InitDone => {
                 if let Some(relisted) = self.relisted.take() {
-                    let gone: Vec<String> = self
+                    let vanished: Vec<String> = self
                         .seen
                         .keys()
                         .filter(|k| !relisted.contains(*k))
                         .cloned()
                         .collect();
-                    for key in gone {
+                    for key in vanished {
                         self.seen.remove(&key);
-                        links.forget(&key);
+                        gone(&key);
                     }
                 }
                 return None;
@@ -94,10 +98,11 @@ impl ChangeFilter {
             relisted.insert(key.clone());
         }
         let now: Seen = (
+            echo.metadata.uid.clone(),
             echo.metadata.generation,
             echo.metadata.deletion_timestamp.is_some(),
         );
-        if now.0.is_some() && self.seen.get(&key) == Some(&now) {
+        if now.1.is_some() && self.seen.get(&key) == Some(&now) {
             return None;
         }
         self.seen.insert(key, now);
@@ -138,9 +143,11 @@ fn record_watch_event(event_type: &'static str, echo: &Echo, links: &TraceLinks)
                 span.record("trace.continued_from_annotation", true);
             }
             None => span.in_scope(|| {
+                // Anyone who can edit the object writes this value: log a short, escaped
+                // excerpt so a huge or multi-line value cannot flood or forge log lines.
                 tracing::warn!(
                     annotation = TRACEPARENT_ANNOTATION,
-                    value = %value,
+                    value = %propagation::excerpt(value, propagation::EXCERPT_CHARS),
                     "ignoring an invalid traceparent annotation; starting a new trace"
                 );
             }),
@@ -158,6 +165,10 @@ mod tests {
     use crate::crd::EchoSpec;
 
     fn echo(name: &str, generation: i64, deleting: bool) -> Echo {
+        echo_with_uid(name, "uid-1", generation, deleting)
+    }
+
+    fn echo_with_uid(name: &str, uid: &str, generation: i64, deleting: bool) -> Echo {
         let mut echo = Echo::new(
             name,
             EchoSpec {
@@ -167,6 +178,7 @@ mod tests {
             },
         );
         echo.metadata.namespace = Some("default".into());
+        echo.metadata.uid = Some(uid.into());
         echo.metadata.generation = Some(generation);
         if deleting {
             echo.metadata.deletion_timestamp = Some(
@@ -178,9 +190,8 @@ mod tests {
 
     #[test]
     fn only_generation_and_deletion_changes_trigger() {
-        let links = TraceLinks::default();
         let mut filter = ChangeFilter::default();
-        let admitted = |f: &mut ChangeFilter, e| f.admit(e, &links).is_some();
+        let admitted = |f: &mut ChangeFilter, e| f.admit(e, &|_| {}).is_some();
         assert!(admitted(
             &mut filter,
             watcher::Event::Apply(echo("a", 1, false))
@@ -208,22 +219,41 @@ mod tests {
     }
 
     #[test]
-    fn relist_forgets_objects_that_vanished() {
-        let links = TraceLinks::default();
+    fn an_object_recreated_during_a_watch_gap_triggers() {
         let mut filter = ChangeFilter::default();
-        filter.admit(watcher::Event::Apply(echo("a", 1, false)), &links);
-        filter.admit(watcher::Event::Apply(echo("b", 1, false)), &links);
-        filter.admit(watcher::Event::Init, &links);
+        let old = echo_with_uid("a", "uid-old", 1, false);
+        assert!(filter.admit(watcher::Event::Apply(old), &|_| {}).is_some());
+        // The Delete event was lost in a watch gap; the new object has the same name and
+        // generation but another uid.
+        let new = echo_with_uid("a", "uid-new", 1, false);
+        assert!(
+            filter.admit(watcher::Event::Apply(new), &|_| {}).is_some(),
+            "a new uid is a new object"
+        );
+    }
+
+    #[test]
+    fn relist_forgets_objects_that_vanished() {
+        let forgotten = std::cell::RefCell::new(Vec::new());
+        let gone = |key: &str| forgotten.borrow_mut().push(key.to_owned());
+        let mut filter = ChangeFilter::default();
+        filter.admit(watcher::Event::Apply(echo("a", 1, false)), &gone);
+        filter.admit(watcher::Event::Apply(echo("b", 1, false)), &gone);
+        filter.admit(watcher::Event::Init, &gone);
         assert!(
             filter
-                .admit(watcher::Event::InitApply(echo("a", 1, false)), &links)
+                .admit(watcher::Event::InitApply(echo("a", 1, false)), &gone)
                 .is_none()
         );
-        filter.admit(watcher::Event::InitDone, &links);
+        filter.admit(watcher::Event::InitDone, &gone);
         assert_eq!(
             filter.seen.len(),
             1,
             "b was deleted while the watch was down"
+        );
+        assert_eq!(
+            *forgotten.borrow(),
+            [ObjectRef::from_obj(&echo("b", 1, false)).to_string()]
         );
     }
 }

@@ -16,6 +16,9 @@ pub struct ExporterConfig {
     pub protocol: Protocol,
     /// Full URL handed to the exporter (for HTTP it already ends in `/v1/traces`).
     pub endpoint: String,
+    /// PEM file of certificate authorities to trust for an `https://` endpoint besides the
+    /// system's (`OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`).
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 /// The sampler named by `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
@@ -97,7 +100,14 @@ impl TelemetryConfig {
             }
             (None, base) => base,
         };
-        let exporter = endpoint.map(|endpoint| ExporterConfig { protocol, endpoint });
+        let certificate = get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+            .map(std::path::PathBuf::from);
+        let exporter = endpoint.map(|endpoint| ExporterConfig {
+            protocol,
+            endpoint,
+            certificate,
+        });
 
         let sampler = parse_sampler(
             get("OTEL_TRACES_SAMPLER").as_deref(),
@@ -194,13 +204,39 @@ mod tests {
     }
 
     #[test]
+    fn the_signal_specific_certificate_wins() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca/all.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "/etc/ca/traces.pem",
+            ),
+        ]);
+        let exporter = c.exporter.expect("exporter");
+        assert_eq!(
+            exporter.certificate.as_deref(),
+            Some(std::path::Path::new("/etc/ca/traces.pem"))
+        );
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca/all.pem"),
+        ]);
+        assert_eq!(
+            c.exporter.expect("exporter").certificate.as_deref(),
+            Some(std::path::Path::new("/etc/ca/all.pem"))
+        );
+    }
+
+    #[test]
     fn http_endpoint_gets_the_traces_path_and_grpc_does_not() {
         let http = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")]);
         assert_eq!(
             http.exporter,
             Some(ExporterConfig {
                 protocol: Protocol::HttpProtobuf,
-                endpoint: "http://jaeger:4318/v1/traces".into()
+                endpoint: "http://jaeger:4318/v1/traces".into(),
+                certificate: None,
             })
         );
         let grpc = config(&[
@@ -211,7 +247,8 @@ mod tests {
             grpc.exporter,
             Some(ExporterConfig {
                 protocol: Protocol::Grpc,
-                endpoint: "http://jaeger:4317".into()
+                endpoint: "http://jaeger:4317".into(),
+                certificate: None,
             })
         );
         let signal = config(&[

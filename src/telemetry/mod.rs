@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
@@ -171,19 +172,71 @@ fn build_provider(config: &TelemetryConfig, warnings: &mut Vec<String>) -> SdkTr
     builder.build()
 }
 
-fn build_exporter(
-    config: &ExporterConfig,
-) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
-    match config.protocol {
-        Protocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_endpoint(config.endpoint.clone())
-            .build(),
-        Protocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(config.endpoint.clone())
-            .build(),
-    }
+/// The OTLP exporter for `config`. `https://` endpoints use rustls with the system's roots,
+/// plus the certificate authorities in `OTEL_EXPORTER_OTLP_CERTIFICATE` when it is set.
+fn build_exporter(config: &ExporterConfig) -> Result<SpanExporter, String> {
+    crate::tls::install_crypto_provider();
+    let extra_ca = match &config.certificate {
+        Some(path) => Some(crate::tls::read_ca_bundle(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let https = config.endpoint.starts_with("https://");
+    let built = match config.protocol {
+        Protocol::HttpProtobuf => {
+            let builder = SpanExporter::builder()
+                .with_http()
+                .with_endpoint(config.endpoint.clone());
+            match extra_ca {
+                // Otherwise the SDK builds its own client (system roots).
+                None => builder.build(),
+                Some(pem) => builder.with_http_client(http_client_trusting(pem)?).build(),
+            }
+        }
+        Protocol::Grpc => {
+            let builder = SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(config.endpoint.clone());
+            if https {
+                let mut tls = ClientTlsConfig::new().with_native_roots();
+                if let Some(pem) = extra_ca {
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                builder.with_tls_config(tls).build()
+            } else {
+                builder.build()
+            }
+        }
+    };
+    built.map_err(|e| e.to_string())
+}
+
+/// The blocking client the HTTP exporter sends with, trusting `pem` as well. Built on a
+/// thread of its own: reqwest's blocking client must not be created inside the async
+/// runtime, and `init` may be called from one.
+fn http_client_trusting(pem: Vec<u8>) -> Result<reqwest::blocking::Client, String> {
+    let timeout = otlp_timeout();
+    std::thread::spawn(move || {
+        let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+        builder.build()
+    })
+    .join()
+    .map_err(|_| "the thread building the OTLP client panicked".to_owned())?
+    .map_err(|e| format!("invalid CA bundle or TLS set-up: {e}"))
+}
+
+/// `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` in milliseconds (default 10 s), which the SDK
+/// applies only to the client it builds itself.
+fn otlp_timeout() -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|key| std::env::var(key).ok()?.trim().parse::<u64>().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 fn sampler(config: &SamplerConfig) -> Sampler {

@@ -57,9 +57,43 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     span_context.is_valid().then_some(span_context)
 }
 
+/// How much of an untrusted value a log line quotes.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// The first `max_chars` characters of `value`, with control characters and quotes escaped,
+/// and the full length when it was cut: safe to put in one log line.
+pub fn excerpt(value: &str, max_chars: usize) -> String {
+    let escaped: String = value
+        .chars()
+        .take(max_chars)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().nth(max_chars).is_some() {
+        format!("{escaped}… ({} bytes)", value.len())
+    } else {
+        escaped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        let hostile = format!(
+            "00-x\n2026-01-01 INFO forged line\n{}",
+            "a".repeat(256 * 1024)
+        );
+        let cut = excerpt(&hostile, EXCERPT_CHARS);
+        assert!(!cut.contains('\n'), "{cut}");
+        assert!(cut.chars().count() < EXCERPT_CHARS * 2 + 20, "{cut}");
+        assert!(
+            cut.ends_with(&format!("({} bytes)", hostile.len())),
+            "{cut}"
+        );
+        assert_eq!(excerpt("short", EXCERPT_CHARS), "short");
+    }
 
     #[test]
     fn valid_traceparent_is_parsed() {

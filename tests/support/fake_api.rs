@@ -35,6 +35,8 @@ pub type WatchSender =
 
 #[derive(Default)]
 struct State {
+    /// Requests whose method and path suffix match are recorded and never answered.
+    hang: Option<(String, String)>,
     objects: HashMap<(String, String), Value>,
     requests: Vec<Recorded>,
     resource_version: u64,
@@ -58,6 +60,12 @@ impl FakeApi {
     /// Sends every later change to `watch` as a watch event.
     pub fn set_watch(&self, watch: WatchSender) {
         self.state.lock().expect("lock").watch = Some(watch);
+    }
+
+    /// Makes every later `method` request to a path ending in `suffix` hang forever, like
+    /// an API server whose connection stays open without an answer.
+    pub fn hang_on(&self, method: &str, suffix: &str) {
+        self.state.lock().expect("lock").hang = Some((method.to_owned(), suffix.to_owned()));
     }
 
     /// Stores `echo` and announces it, like `kubectl apply`.
@@ -117,8 +125,9 @@ impl FakeApi {
         }
     }
 
-    /// A client whose stack matches the operator's: the tracing layer, then the transport.
-    pub fn client(&self) -> kube::Client {
+    /// A client whose stack matches the operator's request client: the tracing layer, the
+    /// per-request timeout, then the transport.
+    pub fn client(&self, timeout: Duration) -> kube::Client {
         let state = self.state.clone();
         let service = tower::service_fn(move |request: Request<Body>| {
             let state = state.clone();
@@ -126,6 +135,7 @@ impl FakeApi {
         });
         let layer = ApiTracingLayer::new(http::Uri::from_static(FAKE_CLUSTER_URL));
         ClientBuilder::new(service, "default")
+            .with_layer(&tower::timeout::TimeoutLayer::new(timeout))
             .with_layer(&layer)
             .build()
     }
@@ -146,11 +156,25 @@ async fn handle(state: &Mutex<State>, request: Request<Body>) -> Response<Body> 
         .to_owned();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let path = parts.uri.path().to_owned();
+    if record(state, &parts, &path, &content_type, &body) {
+        return std::future::pending().await;
+    }
+    respond(state, &parts, &path, &content_type, body)
+}
+
+/// Records the request; true when it is one the test wants left unanswered.
+fn record(
+    state: &Mutex<State>,
+    parts: &http::request::Parts,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> bool {
     let mut state = state.lock().expect("lock");
     state.requests.push(Recorded {
         method: parts.method.to_string(),
-        path: path.clone(),
-        content_type: content_type.clone(),
+        path: path.to_owned(),
+        content_type: content_type.to_owned(),
         traceparent: parts
             .headers
             .get("traceparent")
@@ -158,6 +182,20 @@ async fn handle(state: &Mutex<State>, request: Request<Body>) -> Response<Body> 
             .map(str::to_owned),
         body: body.clone(),
     });
+    state
+        .hang
+        .as_ref()
+        .is_some_and(|(method, suffix)| parts.method == method.as_str() && path.ends_with(suffix))
+}
+
+fn respond(
+    state: &Mutex<State>,
+    parts: &http::request::Parts,
+    path: &str,
+    content_type: &str,
+    body: Value,
+) -> Response<Body> {
+    let mut state = state.lock().expect("lock");
 
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -177,7 +215,7 @@ async fn handle(state: &Mutex<State>, request: Request<Body>) -> Response<Body> 
             let Some(object) = state.objects.get_mut(&key) else {
                 return status(StatusCode::NOT_FOUND, "NotFound", "echo not found");
             };
-            match (parts.method.as_str(), rest, content_type.as_str()) {
+            match (parts.method.as_str(), rest, content_type) {
                 ("GET", [], _) => {}
                 ("PATCH", ["status"], "application/apply-patch+yaml") => {
                     object["status"] = body["status"].clone();

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use echo_operator::crd::{Echo, EchoSpec};
 use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
-use echo_operator::operator::health::Readiness;
+use echo_operator::operator::events::{EventRecorder, Reporter};
+use echo_operator::operator::health::{Liveness, Readiness};
 use echo_operator::operator::trace_links::TraceLinks;
 use echo_operator::operator::{self, Backoff, Context, LoopConfig};
 use echo_operator::telemetry::{
     self, ExporterConfig, Protocol, SamplerConfig, Telemetry, TelemetryConfig,
 };
 use futures::channel::{mpsc, oneshot};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 
 pub use fake_api::FakeApi;
@@ -46,6 +46,7 @@ fn shared() -> &'static Shared {
             exporter: Some(ExporterConfig {
                 protocol: Protocol::HttpProtobuf,
                 endpoint: format!("{}/v1/traces", receiver.endpoint()),
+                certificate: None,
             }),
             sampler: SamplerConfig::ParentBasedAlwaysOn,
             sdk_disabled: false,
@@ -168,20 +169,33 @@ pub fn closed_port() -> u16 {
 /// Settings of one operator run in a test.
 pub struct OperatorOptions {
     pub echo_url: String,
+    /// PEM bundle the echo client trusts besides the system's roots.
+    pub echo_ca: Option<Vec<u8>>,
     pub retry: RetryConfig,
     pub error_backoff: Duration,
+    pub reconcile_timeout: Duration,
+    /// Bound on each Kubernetes API request of a reconcile.
+    pub api_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Start with the initial list still incomplete (no `InitDone` yet).
+    pub hold_init_done: bool,
 }
 
 impl OperatorOptions {
     pub fn new(echo_url: String) -> Self {
         Self {
             echo_url,
+            echo_ca: None,
             retry: RetryConfig {
                 max_retries: 3,
                 min_backoff: Duration::from_millis(20),
                 max_backoff: Duration::from_millis(100),
             },
             error_backoff: Duration::from_millis(300),
+            reconcile_timeout: Duration::from_secs(30),
+            api_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            hold_init_done: false,
         }
     }
 }
@@ -189,6 +203,8 @@ impl OperatorOptions {
 /// The operator's controller over a fake API server, fed watch events by the test.
 pub struct Operator {
     pub api: FakeApi,
+    /// The reconcile context, to read the sizes of its per-object state.
+    pub ctx: Arc<Context>,
     /// What the operator's /readyz reports.
     pub readiness: Readiness,
     events: mpsc::UnboundedSender<Result<watcher::Event<Echo>, watcher::Error>>,
@@ -198,13 +214,21 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(options: OperatorOptions) -> Self {
+        Self::start_on(FakeApi::default(), options)
+    }
+
+    /// Runs over `api`, which the test may have set up (a request that hangs, say).
+    pub fn start_on(api: FakeApi, options: OperatorOptions) -> Self {
         let links = shared().links.clone();
-        let api = FakeApi::default();
-        let client = api.client();
+        let client = api.client(options.api_timeout);
         let ctx = Arc::new(Context {
-            echo: EchoClient::new(options.echo_url.parse().expect("echo url"), &options.retry)
-                .expect("echo client"),
-            recorder: Recorder::new(
+            echo: EchoClient::new(
+                options.echo_url.parse().expect("echo url"),
+                &options.retry,
+                options.echo_ca.as_deref(),
+            )
+            .expect("echo client"),
+            recorder: EventRecorder::new(
                 client.clone(),
                 Reporter {
                     controller: "echo-operator".into(),
@@ -215,17 +239,20 @@ impl Operator {
             links,
             backoff: Backoff::new(options.error_backoff, options.error_backoff * 4),
             resync: Duration::from_secs(3600),
+            reconcile_timeout: options.reconcile_timeout,
+            liveness: Liveness::new(options.reconcile_timeout * 2),
         });
         let (events, stream) = mpsc::unbounded();
         let (stop, stopped) = oneshot::channel::<()>();
         let config = LoopConfig {
             debounce: Duration::from_millis(100),
             concurrency: 4,
+            shutdown_grace: options.shutdown_grace,
         };
         let readiness = Readiness::default();
         let task = tokio::spawn(operator::run_controller(
             stream,
-            ctx,
+            ctx.clone(),
             config,
             readiness.clone(),
             async move {
@@ -235,13 +262,16 @@ impl Operator {
         api.set_watch(events.clone());
         let operator = Self {
             api,
+            ctx,
             readiness,
             events,
             stop: Some(stop),
             task,
         };
         operator.send(watcher::Event::Init);
-        operator.send(watcher::Event::InitDone);
+        if !options.hold_init_done {
+            operator.send(watcher::Event::InitDone);
+        }
         operator
     }
 
@@ -268,11 +298,21 @@ impl Operator {
         self.api.object(namespace, name).expect("object")
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        let _ = self.stop_within(Duration::from_secs(10)).await;
+    }
+
+    /// Signals shutdown and waits up to `within` for the controller to return; returns how
+    /// long it took, or `None` when it did not return in time.
+    pub async fn stop_within(mut self, within: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        tokio::time::timeout(within, &mut self.task)
+            .await
+            .ok()
+            .map(|_| started.elapsed())
     }
 }
 

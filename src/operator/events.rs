@@ -1,0 +1,182 @@
+//! Kubernetes Events for people, one per distinct message.
+//!
+//! kube-runtime's `Recorder` folds a repeated event into a series by reason, action and
+//! object, ignoring the note, and keeps the first note for its cache's lifetime (6 minutes).
+//! Our notes carry the trace id of the reconcile that wrote them, so that would show a stale
+//! trace on every later Event. This recorder keys its series on the note as well: a new
+//! trace gives a new Event, and only a word-for-word repeat (with tracing off, say) is
+//! counted on the existing one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+pub use kube::runtime::events::{Event, EventType, Reporter};
+
+/// How long a published event can still be folded into; Kubernetes keeps Events for an hour,
+/// and the upstream recorder uses the same window.
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+/// Series remembered at most; the oldest are forgotten first (a forgotten one is just
+/// published again as a new Event).
+const MAX_REMEMBERED: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    regarding: (Option<String>, Option<String>, Option<String>),
+    type_: &'static str,
+    reason: String,
+    action: String,
+    note: Option<String>,
+}
+
+struct Published {
+    name: String,
+    count: i32,
+    last_observed: jiff::Timestamp,
+}
+
+pub struct EventRecorder {
+    client: kube::Client,
+    reporter: Reporter,
+    published: Mutex<HashMap<SeriesKey, Published>>,
+}
+
+impl EventRecorder {
+    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
+        Self {
+            client,
+            reporter,
+            published: Mutex::default(),
+        }
+    }
+
+    /// Event series remembered now (bounded by `MAX_REMEMBERED`).
+    pub fn remembered(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Creates the Event, or counts it on the identical one published within the window.
+    pub async fn publish(
+        &self,
+        event: &Event,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let now = jiff::Timestamp::now();
+        let key = SeriesKey {
+            regarding: (
+                regarding.namespace.clone(),
+                regarding.name.clone(),
+                regarding.uid.clone(),
+            ),
+            type_: type_name(event.type_),
+            reason: event.reason.clone(),
+            action: event.action.clone(),
+            note: event.note.clone(),
+        };
+        let namespace = regarding.namespace.as_deref().unwrap_or("default");
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
+        let (name, count) = match self.next_in_series(&key, now) {
+            Some((name, count)) => {
+                let series = serde_json::json!({
+                    "series": EventSeries { count, last_observed_time: MicroTime(now) }
+                });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&series))
+                    .await?;
+                (name, count)
+            }
+            None => {
+                let created = api
+                    .create(
+                        &PostParams::default(),
+                        &self.new_event(event, regarding, now),
+                    )
+                    .await?;
+                (created.metadata.name.unwrap_or_default(), 1)
+            }
+        };
+        self.remember(key, name, count, now);
+        Ok(())
+    }
+
+    /// The name and next count of the series `key` continues, if it is recent enough.
+    fn next_in_series(&self, key: &SeriesKey, now: jiff::Timestamp) -> Option<(String, i32)> {
+        let published = self.lock();
+        let last = published.get(key)?;
+        let age = now.duration_since(last.last_observed).unsigned_abs();
+        (age < SERIES_WINDOW).then(|| (last.name.clone(), last.count.saturating_add(1)))
+    }
+
+    fn remember(&self, key: SeriesKey, name: String, count: i32, now: jiff::Timestamp) {
+        let mut published = self.lock();
+        published.retain(|_, p| now.duration_since(p.last_observed).unsigned_abs() < SERIES_WINDOW);
+        if published.len() >= MAX_REMEMBERED
+            && let Some(oldest) = published
+                .iter()
+                .min_by_key(|(_, p)| p.last_observed)
+                .map(|(k, _)| k.clone())
+        {
+            published.remove(&oldest);
+        }
+        published.insert(
+            key,
+            Published {
+                name,
+                count,
+                last_observed: now,
+            },
+        );
+    }
+
+    fn new_event(
+        &self,
+        event: &Event,
+        regarding: &ObjectReference,
+        now: jiff::Timestamp,
+    ) -> K8sEvent {
+        let object = regarding
+            .name
+            .as_deref()
+            .unwrap_or(&self.reporter.controller);
+        K8sEvent {
+            metadata: ObjectMeta {
+                // Unique per publish, like `kubectl`'s own event names.
+                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+                namespace: regarding.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(type_name(event.type_).to_owned()),
+            reason: Some(event.reason.clone()),
+            action: Some(event.action.clone()),
+            note: event.note.clone(),
+            regarding: Some(regarding.clone()),
+            related: event.secondary.clone(),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            ..K8sEvent::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SeriesKey, Published>> {
+        // Each update is one map operation: a poisoned lock still holds sane data.
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn type_name(type_: EventType) -> &'static str {
+    match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
