@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 /// Serves the echo service in this process until the test ends.
 async fn serve() -> SocketAddr {
+    echo_operator::tls::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -38,6 +38,7 @@ struct Shared {
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
+        echo_operator::tls::install_crypto_provider();
         let receiver = Receiver::start();
         let links = Arc::new(TraceLinks::default());
         let config = TelemetryConfig {
@@ -94,6 +95,8 @@ impl EchoServer {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        // The test's own reqwest clients need rustls's provider as much as the binaries do.
+        echo_operator::tls::install_crypto_provider();
         let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
         command
             .args(["--listen", "127.0.0.1:0"])
