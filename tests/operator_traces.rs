@@ -137,6 +137,24 @@ async fn one_trace_from_watch_event_to_the_echo_service() {
         format!("00-{trace_id}-{}-01", api_calls[0].span_id)
     );
 
+    // The finalizer patch and the Event, each with its API request under it.
+    for (step, method, path_end) in [
+        ("add finalizer", "PATCH", "/echoes/{name}"),
+        ("publish event", "POST", "/events"),
+    ] {
+        let span = trace.one(OPERATOR, step);
+        trace.assert_parent(span, reconcile);
+        let requests = trace.children_of(span);
+        assert_eq!(requests.len(), 1, "one API request under {step}");
+        assert_eq!(requests[0].kind, KIND_CLIENT, "{step}");
+        assert_eq!(requests[0].attributes["http.request.method"], method);
+        assert!(
+            requests[0].name.ends_with(path_end),
+            "{step}: {}",
+            requests[0].name
+        );
+    }
+
     // Resource attributes of both processes.
     assert_eq!(watch.resource["service.name"], OPERATOR);
     assert_eq!(server_span.resource["service.name"], ECHO);
@@ -251,7 +269,15 @@ async fn unreachable_echo_service_reports_not_ready_and_retries_with_backoff() {
             s.iter().any(|s| s.name == "reconcile Echo")
         })
         .await;
-    let first_reconcile = Trace(first).one(OPERATOR, "reconcile Echo").span_id.clone();
+    let first = Trace(first);
+    let failed_reconcile = first.one(OPERATOR, "reconcile Echo");
+    assert_eq!(
+        failed_reconcile.status_code,
+        support::otlp::STATUS_ERROR,
+        "a failed reconcile is an error span"
+    );
+    assert_eq!(failed_reconcile.attributes["error.type"], "EchoUnreachable");
+    let first_reconcile = failed_reconcile.span_id.clone();
     let second = receiver()
         .wait_for_trace(&second_trace, "the requeued reconcile", |s| {
             s.iter().any(|s| s.name == "reconciling object")
@@ -398,13 +424,12 @@ async fn invalid_traceparent_annotation_is_ignored() {
     let server = EchoServer::start();
     let operator = Operator::start(OperatorOptions::new(server.url()));
     let mut annotated = echo("default", "badly-annotated", spec("no trace for you"));
-    annotated.metadata.annotations = Some(
-        [(
-            TRACEPARENT_ANNOTATION.to_owned(),
-            "00-not-a-trace-01".to_owned(),
-        )]
-        .into(),
+    // Multi-line and 256 KiB: logged whole, it would forge log lines and flood the log.
+    let hostile = format!(
+        "00-not-a-trace-01\n2026-01-01T00:00:00Z  INFO forged: all good\n{}",
+        "x".repeat(256 * 1024)
     );
+    annotated.metadata.annotations = Some([(TRACEPARENT_ANNOTATION.to_owned(), hostile)].into());
     operator.apply(&annotated);
 
     let done = operator
@@ -423,14 +448,21 @@ async fn invalid_traceparent_annotation_is_ignored() {
         watch.parent_span_id, None,
         "an invalid annotation starts a fresh trace"
     );
+    let warning = watch
+        .events
+        .iter()
+        .find(|e| {
+            e.name
+                .contains("ignoring an invalid traceparent annotation")
+        })
+        .unwrap_or_else(|| panic!("the warning is on the span: {:?}", watch.events));
+    let quoted = &warning.attributes["value"];
     assert!(
-        watch
-            .events
-            .iter()
-            .any(|e| e.contains("ignoring an invalid traceparent annotation")),
-        "the warning is recorded on the span: {:?}",
-        watch.events
+        quoted.starts_with("00-not-a-trace-01\\n"),
+        "an escaped excerpt: {quoted:?}"
     );
+    assert!(!quoted.contains('\n'), "one log line: {quoted:?}");
+    assert!(quoted.len() < 200, "bounded: {} bytes", quoted.len());
     operator.stop().await;
 }
 
@@ -495,7 +527,18 @@ async fn coalesced_watch_events_become_links() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_becomes_ready_once_the_initial_list_is_in() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
+    let mut options = OperatorOptions::new(server.url());
+    options.hold_init_done = true;
+    let operator = Operator::start(options);
+    let listed = echo("default", "listed", spec("m"));
+    operator.api.insert(&listed);
+    operator.send(watcher::Event::InitApply(listed));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !operator.readiness.is_ready(),
+        "/readyz must not be ready before the initial list is complete"
+    );
+    operator.send(watcher::Event::InitDone);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !operator.readiness.is_ready() {
         assert!(

@@ -192,7 +192,10 @@ async fn apply(
                 trace_id.clone(),
                 jiff::Timestamp::now(),
             );
-            write_status(api, &name, &status).await?;
+            if let Err(err) = write_status(api, &name, &status).await {
+                report_failure(api, echo, ctx, &err, trace_id).await;
+                return Err(err);
+            }
             let note = format!(
                 "echo service replied {:?} (trace {})",
                 reply.reply,

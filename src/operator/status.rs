@@ -15,9 +15,13 @@ pub enum Outcome<'a> {
     NotReady { reason: &'a str, message: &'a str },
 }
 
-/// The whole status for `outcome`. Fields the outcome does not decide (the last reply, the
-/// last reconciled generation) keep their values, and `lastTransitionTime` only moves when
-/// `Ready` changes.
+/// The status fields the operator owns, for `outcome`. Fields the outcome does not decide
+/// (the last reply, the last reconciled generation) keep their values, and
+/// `lastTransitionTime` only moves when `Ready` changes.
+///
+/// `conditions` holds only `Ready`: the list is a map keyed by `type`, so server-side apply
+/// merges it with conditions other controllers set, and leaves those to their owners.
+/// Re-sending them would make this field manager a co-owner of conditions it never decides.
 pub fn build(
     echo: &Echo,
     outcome: &Outcome<'_>,
@@ -55,18 +59,12 @@ pub fn build(
         last_transition_time,
         observed_generation: generation,
     };
-    let mut conditions: Vec<Condition> = previous
-        .conditions
-        .into_iter()
-        .filter(|c| c.type_ != READY_CONDITION)
-        .collect();
-    conditions.push(ready);
     EchoStatus {
         observed_generation,
         reply,
         trace_id,
         last_reconciled: Some(now.to_string()),
-        conditions,
+        conditions: vec![ready],
     }
 }
 
@@ -163,6 +161,32 @@ mod tests {
             t1,
         );
         assert_eq!(flipped.conditions[0].last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn only_the_ready_condition_is_applied() {
+        let t0 = jiff::Timestamp::from_second(1_000).expect("ts");
+        let mut e = echo(1);
+        let foreign = Condition {
+            type_: "Audited".into(),
+            status: "True".into(),
+            reason: "PolicyChecked".into(),
+            message: "set by another controller".into(),
+            last_transition_time: Time(t0),
+            observed_generation: Some(1),
+        };
+        e.status = Some(EchoStatus {
+            conditions: vec![foreign],
+            ..EchoStatus::default()
+        });
+        let patch = apply_patch(&build(&e, &Outcome::Ready { reply: "r" }, None, t0));
+        let types: Vec<&str> = patch["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert_eq!(types, ["Ready"], "{patch}");
     }
 
     #[test]

@@ -68,6 +68,26 @@ impl TraceLinks {
         }
     }
 
+    /// Objects with anything kept for them: pending events, links or a last reconcile.
+    pub fn tracked_objects(&self) -> usize {
+        let state = self.lock();
+        let keys: std::collections::HashSet<&String> = state
+            .pending
+            .keys()
+            .chain(state.links_for_started.keys())
+            .chain(state.last_reconcile.keys())
+            .collect();
+        keys.len()
+    }
+
+    /// Whether anything is kept for `object_ref`.
+    pub fn is_tracking(&self, object_ref: &str) -> bool {
+        let state = self.lock();
+        state.pending.contains_key(object_ref)
+            || state.links_for_started.contains_key(object_ref)
+            || state.last_reconcile.contains_key(object_ref)
+    }
+
     /// Drops everything about an object that no longer exists.
     pub fn forget(&self, object_ref: &str) {
         let mut state = self.lock();

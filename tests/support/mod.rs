@@ -5,6 +5,7 @@
 
 pub mod fake_api;
 pub mod otlp;
+pub mod tls;
 
 use std::io::BufRead;
 use std::net::SocketAddr;

@@ -29,12 +29,22 @@ pub struct SpanRecord {
     pub resource: HashMap<String, String>,
     /// (trace id, span id) of each link.
     pub links: Vec<(String, String)>,
-    pub events: Vec<String>,
+    /// OTLP status code: 0 unset, 1 ok, 2 error.
+    pub status_code: i32,
+    /// Span events (a `tracing` event's message is its name) with their attributes.
+    pub events: Vec<EventRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub name: String,
+    pub attributes: HashMap<String, String>,
 }
 
 pub const KIND_SERVER: i32 = 2;
 pub const KIND_CLIENT: i32 = 3;
 pub const KIND_CONSUMER: i32 = 5;
+pub const STATUS_ERROR: i32 = 2;
 
 #[derive(Clone, Default)]
 pub struct Receiver {
@@ -74,6 +84,10 @@ impl Receiver {
             spans,
             addr: Some(addr),
         }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("started")
     }
 
     /// Base URL for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -156,6 +170,7 @@ async fn export(State(spans): State<Arc<Mutex<Vec<SpanRecord>>>>, body: Bytes) -
                         .then(|| hex(&span.parent_span_id)),
                     name: span.name,
                     kind: span.kind,
+                    status_code: span.status.as_ref().map_or(0, |s| s.code),
                     attributes: span
                         .attributes
                         .into_iter()
@@ -167,7 +182,18 @@ async fn export(State(spans): State<Arc<Mutex<Vec<SpanRecord>>>>, body: Bytes) -
                         .iter()
                         .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
                         .collect(),
-                    events: span.events.into_iter().map(|e| e.name).collect(),
+                    events: span
+                        .events
+                        .into_iter()
+                        .map(|e| EventRecord {
+                            name: e.name,
+                            attributes: e
+                                .attributes
+                                .into_iter()
+                                .map(|kv| (kv.key, value_string(kv.value)))
+                                .collect(),
+                        })
+                        .collect(),
                 });
             }
         }
