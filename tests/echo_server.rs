@@ -46,22 +46,31 @@ fn assert_json_error(status: StatusCode, body: &Value, expected: StatusCode, kin
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_delete_round_trip() {
-    let addr = serve().await;
-    let (status, body) = put(
-        addr,
-        "/v1/echoes/default/a",
-        json!({"message": "hi", "delayMs": 5}).to_string(),
-    )
-    .await;
+    // The binary, so that telemetry is on and the answer can name the caller's trace.
+    let server = support::EchoServer::start();
+    let addr = server.addr;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = reqwest::Client::new()
+        .put(format!("http://{addr}/v1/echoes/default/a"))
+        .header(
+            "traceparent",
+            format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+        )
+        .json(&json!({"message": "hi", "delayMs": 5}))
+        .send()
+        .await
+        .expect("PUT");
+    let status = response.status();
+    let body: Value = response.json().await.expect("a JSON body");
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["message"], "hi");
     assert_eq!(body["reply"], "echo: hi");
     assert_eq!(body["delayMs"], 5);
-    assert!(
-        body.get("traceId").is_some(),
-        "the answer says which trace it saw: {body}"
+    assert_eq!(
+        body["traceId"], caller_trace,
+        "the answer names the trace it continued: {body}"
     );
 
     let got = reqwest::get(format!("http://{addr}/v1/echoes/default/a"))
@@ -245,14 +254,18 @@ async fn traceparent_is_continued_and_a_malformed_one_ignored() {
         "the server continued the caller's trace"
     );
 
+    // Each carries the caller's trace id inside a traceparent that must be refused.
+    let mut new_traces = std::collections::HashSet::new();
     for malformed in [
-        "garbage",
-        "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+        format!("00-{caller_trace}-b7ad6b7169203331"),
+        format!("ff-{caller_trace}-b7ad6b7169203331-01"),
+        format!("00-{caller_trace}-0000000000000000-01"),
+        format!("00-{}-b7ad6b7169203331-01", caller_trace.to_uppercase()),
+        format!("00-{caller_trace}-b7ad6b7169203331-01-extra"),
     ] {
         let response = client
             .put(&url)
-            .header("traceparent", malformed)
+            .header("traceparent", malformed.as_str())
             .json(&json!({"message": "m"}))
             .send()
             .await
@@ -264,10 +277,18 @@ async fn traceparent_is_continued_and_a_malformed_one_ignored() {
         );
         let answer: Value = response.json().await.expect("json");
         let trace_id = answer["traceId"].as_str().expect("a new trace");
-        assert_eq!(trace_id.len(), 32);
         assert!(
-            !malformed.contains(trace_id),
-            "{malformed} must not be continued"
+            trace_id.len() == 32
+                && trace_id
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                && trace_id.bytes().any(|b| b != b'0'),
+            "{trace_id:?} is not a valid trace id"
+        );
+        assert_ne!(trace_id, caller_trace, "{malformed} must not be continued");
+        assert!(
+            new_traces.insert(trace_id.to_owned()),
+            "each request a new trace"
         );
     }
 
@@ -330,10 +351,180 @@ fn a_silent_collector_blocks_neither_requests_nor_shutdown() {
         .terminate(Duration::from_secs(15))
         .expect("exited after SIGTERM");
     assert!(status.success(), "{status:?}");
-    eprintln!(
-        "shutdown with a silent collector took {:?}",
+    // The README promises a flush of at most 5 s; the process may wait 1 s more for the
+    // exporter thread to give up.
+    assert!(
+        started.elapsed() < Duration::from_millis(6_500),
+        "shutdown with a silent collector took {:?}, past the 5 s flush budget",
         started.elapsed()
     );
+}
+
+/// One client stuck halfway through its request headers and one idle keep-alive connection
+/// must not hold the process past its shutdown grace period.
+#[test]
+fn sigterm_with_stalled_clients_exits_within_the_grace_period() {
+    use std::io::{Read, Write};
+    let server = support::EchoServer::start_with_env(&[("ECHO_SHUTDOWN_GRACE_SECONDS", "1")]);
+    let mut half = std::net::TcpStream::connect(server.addr).expect("connect");
+    half.write_all(b"PUT /v1/echoes/default/x HTTP/1.1\r\nHost: echo\r\n")
+        .expect("half a request");
+    let mut idle = std::net::TcpStream::connect(server.addr).expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: echo\r\n\r\n")
+        .expect("request");
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).expect("an answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    let started = Instant::now();
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "exit took {:?} with a 1 s grace period",
+        started.elapsed()
+    );
+    drop((half, idle));
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    use std::io::Write;
+    let server = support::EchoServer::start_with_env(&[]);
+    // A request that would keep a graceful shutdown waiting for 10 s.
+    let mut slow = std::net::TcpStream::connect(server.addr).expect("connect");
+    let body = json!({"message": "m", "delayMs": 10_000}).to_string();
+    write!(
+        slow,
+        "PUT /v1/echoes/default/slow HTTP/1.1\r\nHost: echo\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("exited after the second SIGTERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "exit took {:?} after the second signal",
+        started.elapsed()
+    );
+    assert!(
+        !status.success(),
+        "an abandoned shutdown is not a clean exit: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_attempt_does_not_wait_out_the_delay() {
+    let addr = serve().await;
+    let body = json!({"message": "m", "delayMs": 2_000, "failFirst": 1}).to_string();
+    let started = Instant::now();
+    let (status, answer) = put(addr, "/v1/echoes/default/d", body.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the 503 took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let (status, answer) = put(addr, "/v1/echoes/default/d", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "a stored write still waits delayMs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_answers_507_and_keeps_serving_known_keys() {
+    let server = support::EchoServer::start_with_env(&[("ECHO_MAX_ENTRIES", "1")]);
+    let body = || json!({"message": "m"}).to_string();
+    let (status, _) = put(server.addr, "/v1/echoes/default/a", body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = put(server.addr, "/v1/echoes/default/b", body()).await;
+    assert_json_error(
+        status,
+        &answer,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "store_full",
+    );
+    let (status, _) = put(server.addr, "/v1/echoes/default/a", body()).await;
+    assert_eq!(status, StatusCode::OK, "a known key is still written");
+}
+
+/// Spans leave over HTTPS to a collector whose certificate only the CA in
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` vouches for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_https_with_the_configured_ca() {
+    let pki = support::tls::TestPki::new();
+    let https = pki.terminate_in_front_of(support::receiver().addr());
+    let dir = std::env::temp_dir().join(format!("echo-otlp-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca = pki.write_ca(&dir);
+    let endpoint = format!("https://localhost:{}", https.port());
+    let trusting = support::EchoServer::start_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().expect("path")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    let untrusting = support::EchoServer::start_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    let client = reqwest::Client::new();
+    let traced = |server: &support::EchoServer, trace: &str| {
+        client
+            .put(format!("{}/v1/echoes/default/tls", server.url()))
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .json(&json!({"message": "m"}))
+            .send()
+    };
+    let trusted_trace = "7e57ca7e57ca7e57ca7e57ca7e57ca01";
+    let untrusted_trace = "7e57ca7e57ca7e57ca7e57ca7e57ca02";
+    traced(&trusting, trusted_trace).await.expect("PUT");
+    traced(&untrusting, untrusted_trace).await.expect("PUT");
+
+    let spans = support::receiver()
+        .wait_for_trace(trusted_trace, "the server span over HTTPS", |spans| {
+            spans.iter().any(|s| s.kind == support::otlp::KIND_SERVER)
+        })
+        .await;
+    assert_eq!(spans[0].resource["service.name"], "echo-server");
+    // Both exporters run on the same 100 ms schedule: the other one had its chance.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        support::receiver()
+            .spans_of_trace(untrusted_trace)
+            .is_empty(),
+        "a collector certificate from an unknown CA must be refused"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn operator_refuses_settings_that_would_hot_loop() {
+    for (variable, value, says) in [
+        ("RESYNC_SECONDS", "0", "resync-seconds"),
+        ("ERROR_BACKOFF_SECONDS", "0", "error-backoff-seconds"),
+        ("RECONCILE_CONCURRENCY", "0", "concurrency"),
+        ("MAX_ERROR_BACKOFF_SECONDS", "2", "must not be below"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_operator"))
+            .env(variable, value)
+            .env("HEALTH_LISTEN", "127.0.0.1:0")
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .expect("run operator");
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{variable}={value}: {stderr}");
+    }
 }
 
 #[test]

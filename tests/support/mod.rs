@@ -139,11 +139,16 @@ impl EchoServer {
         format!("http://{}", self.addr)
     }
 
+    /// Sends `SIG{name}` (TERM, INT, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        self.signal("TERM");
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
