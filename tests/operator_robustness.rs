@@ -242,7 +242,7 @@ async fn an_object_deleted_while_failing_leaves_no_state_behind() {
 
     operator.send(watcher::Event::Delete(failed));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while operator.ctx.backoff.len() > 0 || operator.ctx.links.is_tracking(&key) {
+    while !operator.ctx.backoff.is_empty() || operator.ctx.links.is_tracking(&key) {
         assert!(
             std::time::Instant::now() < deadline,
             "backoff entries {} and trace links {} kept for a deleted object",

@@ -72,11 +72,43 @@ def test_operator_identity_may_do_what_it_needs(kubectl, verb, resource):
     assert kubectl.run(*args, check=False).stdout.strip() == "yes"
 
 
+# Exactly what deploy/10-rbac.yaml grants; anything more is a regression of least privilege.
+OPERATOR_GRANTS = {
+    ("echoes.tracing.example.com", "", ("list", "patch", "watch")),
+    ("echoes.tracing.example.com/status", "", ("patch",)),
+    ("events.events.k8s.io", "", ("create", "patch")),
+}
+
+
+def effective_rules(kubectl, identity, namespace="echo-tracing"):
+    """`kubectl auth can-i --list` as `identity`: a set of (resource, non-resource URL,
+    sorted verbs), one per row, read by the columns of the table's header."""
+    lines = kubectl.run("auth", "can-i", "--list", "-n", namespace, "--as", identity).stdout.splitlines()
+    header = lines[0]
+    starts = [header.index(title) for title in ("Resources", "Non-Resource URLs", "Resource Names", "Verbs")]
+    rules = set()
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)])]
+        resource, urls, _names, verbs = cells
+        rules.add((resource, urls.strip("[]"), tuple(sorted(verbs.strip("[]").split()))))
+    return rules
+
+
+def test_operator_identity_has_exactly_its_grants(kubectl):
+    # What any authenticated identity may do (discovery, self reviews) is not the operator's
+    # doing: compare against a ServiceAccount with no bindings at all.
+    baseline = effective_rules(kubectl, "system:serviceaccount:echo-tracing:nobody")
+    granted = effective_rules(kubectl, OPERATOR_IDENTITY) - baseline
+    assert granted == OPERATOR_GRANTS, f"unexpected grants: {sorted(granted ^ OPERATOR_GRANTS)}"
+
+
 @pytest.mark.parametrize(
     "verb, resource",
     [("get", "secrets"), ("delete", "echoes.tracing.example.com"), ("update", "echoes.tracing.example.com"),
      ("create", "pods"), ("create", "events")],
 )
-def test_operator_identity_has_nothing_more(kubectl, verb, resource):
+def test_operator_identity_is_refused_the_obvious(kubectl, verb, resource):
     args = ["auth", "can-i", verb, resource, "--all-namespaces", "--as", OPERATOR_IDENTITY]
     assert kubectl.run(*args, check=False).stdout.strip() == "no"

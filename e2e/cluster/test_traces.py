@@ -197,6 +197,58 @@ def test_traceparent_annotation_continues_the_appliers_trace(kubectl, jaeger):
         kubectl.run("delete", "echoes.tracing.example.com", name, "-n", "default", "--wait=true")
 
 
+def test_a_second_reconcile_names_its_own_trace_and_leaves_others_conditions(kubectl):
+    """Two reconciles within minutes: the newest Reconciled Event names the newest trace
+    (kube-runtime's recorder would repeat the first note), and a condition another field
+    manager applied to the status survives the operator's server-side apply."""
+    name = f"twice-{secrets.token_hex(3)}"
+    manifest = {
+        "apiVersion": "tracing.example.com/v1alpha1",
+        "kind": "Echo",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"message": "first"},
+    }
+    kubectl.apply(stdin=yaml.safe_dump(manifest))
+    try:
+        first = kubectl.wait_ready("default", name)
+        foreign = {
+            "apiVersion": "tracing.example.com/v1alpha1",
+            "kind": "Echo",
+            "metadata": {"name": name, "namespace": "default"},
+            "status": {"conditions": [{
+                "type": "Audited", "status": "True", "reason": "PolicyChecked", "message": "by another controller",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }]},
+        }
+        kubectl.run("apply", "--server-side", "--subresource=status", "--field-manager=auditor", "-f", "-",
+                    stdin=yaml.safe_dump(foreign))
+        manifest["spec"]["message"] = "second"
+        kubectl.apply(stdin=yaml.safe_dump(manifest))
+        deadline = time.monotonic() + 60
+        while (second := kubectl.wait_ready("default", name))["metadata"]["generation"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert second["status"]["traceId"] != first["status"]["traceId"]
+
+        events = kubectl.json("get", "events.events.k8s.io", "-n", "default")["items"]
+        mine = sorted(
+            (e for e in events if e["regarding"]["name"] == name and e["reason"] == "Reconciled"),
+            key=lambda e: e["eventTime"],
+        )
+        assert second["status"]["traceId"] in mine[-1]["note"], json.dumps(mine, indent=1)
+        assert any(first["status"]["traceId"] in e["note"] for e in mine[:-1]), json.dumps(mine, indent=1)
+
+        types = {c["type"] for c in second["status"]["conditions"]}
+        assert types == {"Ready", "Audited"}, second["status"]
+        managed = kubectl.json("get", "echoes.tracing.example.com", name, "-n", "default",
+                               "--show-managed-fields")["metadata"]["managedFields"]
+        owners = {m["manager"]: json.dumps(m.get("fieldsV1", {})) for m in managed if m.get("subresource") == "status"}
+        assert "echo-operator" in owners and "auditor" in owners, owners
+        assert '"k:{\\"type\\":\\"Audited\\"}"' not in owners.get("echo-operator", ""), owners
+    finally:
+        kubectl.run("delete", "echoes.tracing.example.com", name, "-n", "default", "--wait=true")
+
+
 def test_deleting_the_samples_is_traced_and_removes_the_finalizer(samples, kubectl, jaeger):
     since_us = int(time.time() * 1_000_000)
     for name, (_, obj) in SAMPLES.items():
