@@ -60,7 +60,7 @@ async fn one_trace_from_watch_event_to_the_echo_service() {
     );
     assert_eq!(watch.attributes["k8s.object.name"], "hello");
     assert_eq!(watch.attributes["k8s.namespace.name"], "default");
-    assert_eq!(watch.attributes["k8s.object.generation"], "1");
+    assert_eq!(watch.ints.get("k8s.object.generation"), Some(&1));
     assert_eq!(watch.attributes["k8s.object.resource_version"], "1");
     assert_eq!(watch.attributes["k8s.watch.event_type"], "Apply");
     let runtime = trace.one(OPERATOR, "reconciling object");
@@ -79,7 +79,21 @@ async fn one_trace_from_watch_event_to_the_echo_service() {
     assert_eq!(clients.len(), 1, "one PUT to the echo service");
     let client = clients[0];
     trace.assert_parent(client, reconcile);
-    assert_eq!(client.attributes["http.response.status_code"], "200");
+    assert_eq!(client.name, "PUT /v1/echoes/{namespace}/{name}");
+    assert_eq!(
+        client.attributes["url.template"],
+        "/v1/echoes/{namespace}/{name}"
+    );
+    // Numeric semantic-convention attributes are OTLP integers, not strings.
+    assert_eq!(client.ints.get("http.response.status_code"), Some(&200));
+    assert_eq!(
+        client.ints.get("server.port").copied(),
+        Some(i64::from(server.addr.port()))
+    );
+    assert!(
+        !client.attributes.contains_key("http.request.resend_count"),
+        "a first attempt is not a resend"
+    );
     assert_eq!(
         client.attributes["url.full"],
         format!("{}/v1/echoes/default/hello", server.url())
@@ -93,7 +107,10 @@ async fn one_trace_from_watch_event_to_the_echo_service() {
         server_span.attributes["http.route"],
         "/v1/echoes/{namespace}/{name}"
     );
-    assert_eq!(server_span.attributes["http.response.status_code"], "200");
+    assert_eq!(
+        server_span.ints.get("http.response.status_code"),
+        Some(&200)
+    );
     assert_eq!(
         server_span.attributes["url.path"],
         "/v1/echoes/default/hello"
@@ -125,7 +142,11 @@ async fn one_trace_from_watch_event_to_the_echo_service() {
         api_calls[0].attributes["server.address"],
         "fake-apiserver.test"
     );
-    assert_eq!(api_calls[0].attributes["server.port"], "6443");
+    assert_eq!(api_calls[0].ints.get("server.port"), Some(&6443));
+    assert_eq!(
+        api_calls[0].ints.get("http.response.status_code"),
+        Some(&200)
+    );
     // ...and the API server is handed that request span as its parent.
     let patches = operator.api.requests_to("PATCH", "/echoes/hello/status");
     let traceparent = patches
@@ -210,16 +231,34 @@ async fn fail_first_retries_stay_inside_one_trace() {
                 .get("url.full")
                 .is_some_and(|u| u.contains("/v1/echoes/default/flaky"))
     });
-    attempts.sort_by_key(|s| s.attributes["http.response.status_code"].clone());
-    let codes: Vec<&str> = attempts
+    attempts.sort_by_key(|s| {
+        s.ints
+            .get("http.request.resend_count")
+            .copied()
+            .unwrap_or(0)
+    });
+    let codes: Vec<(Option<i64>, Option<i64>)> = attempts
         .iter()
-        .map(|s| s.attributes["http.response.status_code"].as_str())
+        .map(|s| {
+            (
+                s.ints.get("http.request.resend_count").copied(),
+                s.ints.get("http.response.status_code").copied(),
+            )
+        })
         .collect();
     assert_eq!(
         codes,
-        ["200", "503", "503"],
-        "two failed attempts and one success"
+        [
+            (None, Some(503)),
+            (Some(1), Some(503)),
+            (Some(2), Some(200))
+        ],
+        "two failed attempts, then the second resend succeeds"
     );
+    for failed in &attempts[..2] {
+        assert_eq!(failed.status_code, support::otlp::STATUS_ERROR);
+        assert_eq!(failed.attributes["error.type"], "503");
+    }
     for attempt in &attempts {
         trace.assert_parent(attempt, reconcile);
         let served = trace.children_of(attempt);
@@ -229,8 +268,8 @@ async fn fail_first_retries_stay_inside_one_trace() {
             "each attempt reached the echo server in this trace"
         );
         assert_eq!(
-            served[0].attributes["http.response.status_code"],
-            attempt.attributes["http.response.status_code"]
+            served[0].ints.get("http.response.status_code"),
+            attempt.ints.get("http.response.status_code")
         );
     }
     operator.stop().await;
@@ -363,7 +402,10 @@ async fn delete_calls_the_echo_service_and_removes_the_finalizer() {
     );
     let server_span = trace.one(ECHO, "DELETE /v1/echoes/{namespace}/{name}");
     trace.assert_parent(server_span, &delete_client);
-    assert_eq!(server_span.attributes["http.response.status_code"], "204");
+    assert_eq!(
+        server_span.ints.get("http.response.status_code"),
+        Some(&204)
+    );
     let reconcile = trace.one(OPERATOR, "reconcile Echo");
     trace.assert_parent(&delete_client, reconcile);
     assert_eq!(

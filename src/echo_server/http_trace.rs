@@ -60,13 +60,13 @@ pub async fn server_span(matched: Option<MatchedPath>, request: Request, next: N
     let response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     // For a server, only 5xx is an error; 4xx is the client's mistake.
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", status.as_str());
     }
-    span.in_scope(|| tracing::info!(status = status.as_u16(), "request answered"));
+    span.in_scope(|| tracing::info!(status = i64::from(status.as_u16()), "request answered"));
     response
 }
 

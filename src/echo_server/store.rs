@@ -99,7 +99,7 @@ impl Store {
         let mut entries = self.lock();
         if !entries.contains_key(&key) && entries.len() >= self.capacity {
             tracing::warn!(
-                capacity = self.capacity,
+                capacity = i64::try_from(self.capacity).unwrap_or(i64::MAX),
                 "store is full; rejecting a new key"
             );
             return WriteOutcome::Full {
@@ -110,8 +110,8 @@ impl Store {
         entry.writes = entry.writes.saturating_add(1);
         if entry.writes <= fail_first {
             tracing::info!(
-                attempt = entry.writes,
-                fail_first,
+                attempt = i64::from(entry.writes),
+                fail_first = i64::from(fail_first),
                 "rejecting write as failFirst asks"
             );
             return WriteOutcome::Rejected {

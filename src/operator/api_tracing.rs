@@ -107,7 +107,7 @@ where
             match &result {
                 Ok(response) => {
                     let status = response.status();
-                    record_on.record("http.response.status_code", status.as_u16());
+                    record_on.record("http.response.status_code", i64::from(status.as_u16()));
                     if status.is_client_error() || status.is_server_error() {
                         record_on.record("otel.status_code", "ERROR");
                         record_on.record("error.type", status.as_str());

@@ -9,9 +9,10 @@ use reqwest::Url;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::RetryTransientMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
-use reqwest_tracing::{SpanBackendWithUrl, TracingMiddleware};
+use reqwest_tracing::TracingMiddleware;
 use serde::{Deserialize, Serialize};
 
+use super::echo_span::{EchoSpanBackend, UrlTemplate};
 use super::error::Error;
 use crate::crd::EchoSpec;
 
@@ -62,6 +63,8 @@ struct EchoRequest<'a> {
 pub struct EchoClient {
     http: ClientWithMiddleware,
     base: Url,
+    /// `url.template` of the echo resource, including the base URL's path.
+    template: UrlTemplate,
 }
 
 impl EchoClient {
@@ -87,7 +90,7 @@ impl EchoClient {
             .build_with_max_retries(retry.max_retries);
         let http = ClientBuilder::new(http)
             .with(RetryTransientMiddleware::new_with_policy(policy))
-            .with(TracingMiddleware::<SpanBackendWithUrl>::new())
+            .with(TracingMiddleware::<EchoSpanBackend>::new())
             .build();
         // `Url::join` replaces the last segment unless the base ends in a slash.
         let base = if base.path().ends_with('/') {
@@ -97,7 +100,12 @@ impl EchoClient {
             base.set_path(&format!("{}/", base.path()));
             base
         };
-        Ok(Self { http, base })
+        let template = UrlTemplate(format!("{}v1/echoes/{{namespace}}/{{name}}", base.path()));
+        Ok(Self {
+            http,
+            base,
+            template,
+        })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -127,7 +135,12 @@ impl EchoClient {
             delay_ms: spec.delay_ms,
             fail_first: spec.fail_first,
         };
-        let response = send(self.http.put(url.clone()).json(&body), &url).await?;
+        let request = self
+            .http
+            .put(url.clone())
+            .with_extension(self.template.clone())
+            .json(&body);
+        let response = send(request, &url).await?;
         let status = response.status();
         let text = read_limited(response, "PUT", &url).await?;
         if !status.is_success() {
@@ -148,7 +161,11 @@ impl EchoClient {
     /// Removes the echo; an echo that is already gone counts as removed.
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), Error> {
         let url = self.url(namespace, name);
-        let response = send(self.http.delete(url.clone()), &url).await?;
+        let request = self
+            .http
+            .delete(url.clone())
+            .with_extension(self.template.clone());
+        let response = send(request, &url).await?;
         let status = response.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());

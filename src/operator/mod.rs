@@ -3,6 +3,7 @@
 
 pub mod api_tracing;
 pub mod echo_client;
+pub mod echo_span;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -164,7 +164,7 @@ pub fn error_policy(echo: Arc<Echo>, err: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx
         .backoff
         .next_delay(&ObjectRef::from_obj(echo.as_ref()).to_string());
-    tracing::info!(error = %err, retry_in_ms = delay.as_millis() as u64, "requeueing after failure");
+    tracing::info!(error = %err, retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX), "requeueing after failure");
     Action::requeue(delay)
 }
 

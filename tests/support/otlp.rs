@@ -25,7 +25,10 @@ pub struct SpanRecord {
     pub name: String,
     /// OTLP span kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
     pub kind: i32,
+    /// Every attribute as text, whatever its OTLP type.
     pub attributes: HashMap<String, String>,
+    /// The attributes that arrived as OTLP integers, to assert types, not just values.
+    pub ints: HashMap<String, i64>,
     pub resource: HashMap<String, String>,
     /// (trace id, span id) of each link.
     pub links: Vec<(String, String)>,
@@ -171,6 +174,16 @@ async fn export(State(spans): State<Arc<Mutex<Vec<SpanRecord>>>>, body: Bytes) -
                     name: span.name,
                     kind: span.kind,
                     status_code: span.status.as_ref().map_or(0, |s| s.code),
+                    ints: span
+                        .attributes
+                        .iter()
+                        .filter_map(
+                            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                Some(Value::IntValue(i)) => Some((kv.key.clone(), *i)),
+                                _ => None,
+                            },
+                        )
+                        .collect(),
                     attributes: span
                         .attributes
                         .into_iter()
