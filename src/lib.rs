@@ -3,6 +3,7 @@
 
 pub mod crd;
 pub mod echo_server;
+pub mod metrics;
 pub mod operator;
 pub mod shutdown;
 pub mod telemetry;

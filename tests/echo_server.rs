@@ -18,7 +18,7 @@ async fn serve() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(echo_operator::echo_server::serve(
         listener,
-        Default::default(),
+        echo_operator::echo_server::EchoService::default(),
         std::future::pending(),
         Duration::from_secs(1),
     ));
@@ -106,6 +106,45 @@ async fn put_get_delete_round_trip() {
         &missing.json().await.expect("json"),
         StatusCode::NOT_FOUND,
         "not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_name_the_trace_of_a_request_as_an_exemplar() {
+    let server = support::EchoServer::start();
+    let caller_trace = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/echoes/default/m", server.url()))
+        .header(
+            "traceparent",
+            format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+        )
+        .json(&json!({"message": "m"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(
+        metrics.headers()["content-type"],
+        echo_operator::metrics::CONTENT_TYPE
+    );
+    let text = metrics.text().await.expect("body");
+    let labels = "method=\"PUT\",route=\"/v1/echoes/{namespace}/{name}\",status=\"200\"}";
+    let exemplar = format!("# {{trace_id=\"{caller_trace}\"}}");
+    assert!(
+        text.lines().any(|l| {
+            l.starts_with("echo_server_request_duration_seconds_bucket{")
+                && l.contains(labels)
+                && l.contains(&exemplar)
+        }),
+        "a bucket with the caller's trace as exemplar:\n{text}"
+    );
+    assert!(
+        !text.contains("route=\"/metrics\""),
+        "scrapes are not measured"
     );
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use echo_operator::echo_server::store;
+use echo_operator::echo_server::metrics::EchoMetrics;
+use echo_operator::echo_server::{EchoService, store};
 use echo_operator::telemetry::{self, TelemetryConfig};
 
 #[derive(Parser)]
@@ -46,9 +47,12 @@ async fn main() -> ExitCode {
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, "echo-server listening");
-        let store = Arc::new(store::Store::with_capacity(args.max_entries));
+        let service = EchoService {
+            store: Arc::new(store::Store::with_capacity(args.max_entries)),
+            metrics: Arc::new(EchoMetrics::new(&telemetry.span_counters())),
+        };
         let grace = Duration::from_secs(args.shutdown_grace_seconds);
-        echo_operator::echo_server::serve(listener, store, shutdown, grace).await
+        echo_operator::echo_server::serve(listener, service, shutdown, grace).await
     }
     .await;
     let code = match result {

@@ -11,6 +11,7 @@ use clap::Parser;
 use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
 use echo_operator::operator::events::{EventRecorder, Reporter};
 use echo_operator::operator::health::{self, Liveness, Readiness};
+use echo_operator::operator::metrics::Metrics;
 use echo_operator::operator::trace_links::TraceLinks;
 use echo_operator::operator::{self, Backoff, Context, LoopConfig, api_tracing::ApiTracingLayer};
 use echo_operator::telemetry::{self, TelemetryConfig};
@@ -125,7 +126,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match run(args, links).await {
+    let metrics = Arc::new(Metrics::new(&telemetry.span_counters()));
+    let code = match run(args, links, metrics).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "operator failed");
@@ -136,7 +138,7 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
+async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Result<(), RunError> {
     // First: a SIGTERM during start-up must already find the handler in place.
     let shutdown = echo_operator::shutdown::signal();
     echo_operator::shutdown::exit_on_second_signal();
@@ -171,10 +173,11 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
                 ..RetryConfig::default()
             },
             extra_ca.as_deref(),
-        )?,
+        )?
+        .with_metrics(metrics.clone()),
         recorder: EventRecorder::new(client.clone(), reporter),
         client,
-        links,
+        links: links.clone(),
         backoff: Backoff::new(
             Duration::from_secs(args.error_backoff_seconds),
             Duration::from_secs(args.max_error_backoff_seconds),
@@ -182,6 +185,7 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
         resync: Duration::from_secs(args.resync_seconds),
         reconcile_timeout,
         liveness: liveness.clone(),
+        metrics: metrics.clone(),
     });
 
     let readiness = Readiness::default();
@@ -191,7 +195,7 @@ async fn run(args: Args, links: Arc<TraceLinks>) -> Result<(), RunError> {
             addr: args.health_listen,
             source,
         })?;
-    let health_router = health::router(readiness.clone(), liveness);
+    let health_router = health::router(readiness.clone(), liveness, metrics, links);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, health_router).await {
             tracing::error!(error = %err, "health endpoint stopped");

@@ -1,17 +1,26 @@
 //! The SERVER span of every API request, continuing the caller's trace from `traceparent`.
 
-use axum::extract::{MatchedPath, Request};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::metrics::{EchoMetrics, RequestLabels};
 use crate::telemetry::propagation;
 
 /// Wraps the request in a span that follows the HTTP server semantic conventions. A missing
 /// or malformed `traceparent` simply yields a new trace.
-pub async fn server_span(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+pub async fn server_span(
+    State(metrics): State<Arc<EchoMetrics>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
     let method = request.method().clone();
     let route = matched.as_ref().map(MatchedPath::as_str);
     let span_name = match route {
@@ -58,6 +67,15 @@ pub async fn server_span(matched: Option<MatchedPath>, request: Request, next: N
     }
 
     let response = next.run(request).instrument(span.clone()).await;
+    metrics.request(
+        RequestLabels {
+            method: method.to_string(),
+            route: route.unwrap_or("unmatched").to_owned(),
+            status: response.status().as_str().to_owned(),
+        },
+        started.elapsed(),
+        &span,
+    );
 
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod error;
 pub mod http_trace;
+pub mod metrics;
 pub mod store;
 
 use std::future::IntoFuture;
@@ -14,11 +15,20 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 
+use metrics::EchoMetrics;
 use store::Store;
 
-/// The whole service. Only the API routes are traced: health probes would bury the traces
-/// people look for.
-pub fn router(store: Arc<Store>) -> Router {
+/// What the service keeps between requests.
+#[derive(Clone, Default)]
+pub struct EchoService {
+    pub store: Arc<Store>,
+    pub metrics: Arc<EchoMetrics>,
+}
+
+/// The whole service. Only the API routes are traced and measured: health probes and
+/// scrapes would bury the traces people look for.
+pub fn router(service: EchoService) -> Router {
+    let registry = service.metrics.registry();
     let api = Router::new()
         .route(
             "/v1/echoes/{namespace}/{name}",
@@ -28,10 +38,20 @@ pub fn router(store: Arc<Store>) -> Router {
         )
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(api::BODY_LIMIT))
-        .layer(axum::middleware::from_fn(http_trace::server_span))
-        .with_state(store);
+        .layer(axum::middleware::from_fn_with_state(
+            service.metrics.clone(),
+            http_trace::server_span,
+        ))
+        .with_state(service.store);
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move { crate::metrics::render(&registry) }
+            }),
+        )
         .merge(api)
         .fallback(api::no_route)
 }
@@ -41,12 +61,12 @@ pub fn router(store: Arc<Store>) -> Router {
 /// must not hold the process past the pod's termination grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Arc<Store>,
+    service: EchoService,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(store)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, router(service)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = signalled_tx.send(());
     });

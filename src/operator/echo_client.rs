@@ -3,6 +3,7 @@
 //! The retry middleware sits outside the tracing middleware, so every attempt is its own
 //! CLIENT span inside the reconcile's trace, and each attempt carries its own `traceparent`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::echo_span::{EchoSpanBackend, UrlTemplate};
 use super::error::Error;
+use super::metrics::Metrics;
 use crate::crd::EchoSpec;
 
 /// Bounded exponential backoff for transient failures (5xx, connection errors).
@@ -65,6 +67,7 @@ pub struct EchoClient {
     base: Url,
     /// `url.template` of the echo resource, including the base URL's path.
     template: UrlTemplate,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl EchoClient {
@@ -105,7 +108,14 @@ impl EchoClient {
             http,
             base,
             template,
+            metrics: None,
         })
+    }
+
+    /// Records every call's duration and outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn base_url(&self) -> &Url {
@@ -140,7 +150,7 @@ impl EchoClient {
             .put(url.clone())
             .with_extension(self.template.clone())
             .json(&body);
-        let response = send(request, &url).await?;
+        let response = self.send(request, &url, "PUT").await?;
         let status = response.status();
         let text = read_limited(response, "PUT", &url).await?;
         if !status.is_success() {
@@ -165,7 +175,7 @@ impl EchoClient {
             .http
             .delete(url.clone())
             .with_extension(self.template.clone());
-        let response = send(request, &url).await?;
+        let response = self.send(request, &url, "DELETE").await?;
         let status = response.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
@@ -180,19 +190,29 @@ impl EchoClient {
     }
 }
 
-/// Sends a request through the middleware stack; failing to get any answer (after the
-/// retries) means the echo service is unreachable.
-async fn send(
-    request: reqwest_middleware::RequestBuilder,
-    url: &Url,
-) -> Result<reqwest::Response, Error> {
-    request
-        .send()
-        .await
-        .map_err(|source| Error::EchoUnreachable {
+impl EchoClient {
+    /// Sends a request through the middleware stack; failing to get any answer (after the
+    /// retries) means the echo service is unreachable.
+    async fn send(
+        &self,
+        request: reqwest_middleware::RequestBuilder,
+        url: &Url,
+        method: &'static str,
+    ) -> Result<reqwest::Response, Error> {
+        let started = std::time::Instant::now();
+        let result = request.send().await;
+        if let Some(metrics) = &self.metrics {
+            let status = match &result {
+                Ok(response) => response.status().as_str().to_owned(),
+                Err(_) => "error".to_owned(),
+            };
+            metrics.echo_call(method, status, started.elapsed(), &tracing::Span::current());
+        }
+        result.map_err(|source| Error::EchoUnreachable {
             url: url.to_string(),
             source,
         })
+    }
 }
 
 /// The body as text, refusing answers over `MAX_REPLY_BYTES` instead of buffering them.

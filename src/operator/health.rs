@@ -8,6 +8,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use super::metrics::Metrics;
+use super::trace_links::TraceLinks;
+
 /// Becomes ready once the watch has listed every object once.
 #[derive(Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -83,8 +86,22 @@ impl Drop for Running {
     }
 }
 
-pub fn router(readiness: Readiness, liveness: Liveness) -> Router {
+/// `/healthz`, `/readyz` and `/metrics`.
+pub fn router(
+    readiness: Readiness,
+    liveness: Liveness,
+    metrics: Arc<Metrics>,
+    links: Arc<TraceLinks>,
+) -> Router {
+    let running = liveness.clone();
     Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = metrics.snapshot(links.pending_objects(), running.running());
+                async move { crate::metrics::render(&registry) }
+            }),
+        )
         .route(
             "/healthz",
             get(move || {

@@ -7,6 +7,7 @@ pub mod echo_span;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod reconcile;
 pub mod status;
 pub mod trace_links;
@@ -69,7 +70,12 @@ pub async fn run_controller<S>(
         let ctx = ctx.clone();
         move |object_ref: &str| ctx.forget(object_ref)
     };
-    let triggers = watch_events::traced_triggers(events.reflect(writer), ctx.links.clone(), gone);
+    let triggers = watch_events::traced_triggers(
+        events.reflect(writer),
+        ctx.links.clone(),
+        ctx.metrics.clone(),
+        gone,
+    );
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;

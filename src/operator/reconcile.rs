@@ -18,6 +18,7 @@ use super::echo_client::EchoClient;
 use super::error::Error;
 use super::events::{Event, EventRecorder, EventType};
 use super::health::Liveness;
+use super::metrics::Metrics;
 use super::status::{self, Outcome};
 use super::trace_links::TraceLinks;
 use crate::crd::{Echo, FINALIZER};
@@ -86,6 +87,7 @@ pub struct Context {
     /// wedged call cannot hold a reconcile slot forever.
     pub reconcile_timeout: Duration,
     pub liveness: Liveness,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -121,6 +123,7 @@ pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Err
     ctx.links
         .record_reconcile(key.clone(), span.context().span().span_context().clone());
     let _running = ctx.liveness.reconcile_started();
+    let started = std::time::Instant::now();
 
     let timeout = ctx.reconcile_timeout;
     let work = async {
@@ -145,12 +148,18 @@ pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Err
                 Err(err)
             }
         };
+        let span = tracing::Span::current();
         match &result {
-            Ok(_) => ctx.backoff.reset(&key),
+            Ok(_) => {
+                ctx.backoff.reset(&key);
+                ctx.metrics
+                    .reconciled("Reconciled", true, started.elapsed(), &span);
+            }
             Err(err) => {
-                let span = tracing::Span::current();
                 span.record("otel.status_code", "ERROR");
                 span.record("error.type", err.reason());
+                ctx.metrics
+                    .reconciled(err.reason(), false, started.elapsed(), &span);
                 tracing::warn!(error = %err, reason = err.reason(), "reconcile failed");
             }
         }

@@ -80,6 +80,11 @@ impl TraceLinks {
         keys.len()
     }
 
+    /// Objects whose watch events wait for a reconcile.
+    pub fn pending_objects(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     /// Whether anything is kept for `object_ref`.
     pub fn is_tracking(&self, object_ref: &str) -> bool {
         let state = self.lock();

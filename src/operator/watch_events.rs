@@ -15,6 +15,7 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::metrics::Metrics;
 use super::trace_links::TraceLinks;
 use crate::crd::{Echo, TRACEPARENT_ANNOTATION};
 use crate::telemetry::propagation;
@@ -28,6 +29,7 @@ type Seen = (Option<String>, Option<i64>, bool);
 pub fn traced_triggers<S>(
     events: S,
     links: Arc<TraceLinks>,
+    metrics: Arc<Metrics>,
     gone: impl Fn(&str),
 ) -> impl Stream<Item = Result<Echo, watcher::Error>>
 where
@@ -38,7 +40,7 @@ where
         let triggers: Vec<Result<Echo, watcher::Error>> = match event {
             Err(err) => vec![Err(err)],
             Ok(event) => filter
-                .admit(event, &gone)
+                .admit(event, &metrics, &gone)
                 .into_iter()
                 .map(|(event_type, echo)| {
                     record_watch_event(event_type, &echo, &links);
@@ -62,8 +64,10 @@ impl ChangeFilter {
     fn admit(
         &mut self,
         event: watcher::Event<Echo>,
+        metrics: &Metrics,
         gone: &dyn Fn(&str),
     ) -> Option<(&'static str, Echo)> {
+        metrics.watch_event(event_name(&event));
         let (event_type, echo) = match event {
             watcher::Event::Apply(echo) => ("Apply", echo),
             watcher::Event::InitApply(echo) => ("InitApply", echo),
@@ -107,6 +111,16 @@ impl ChangeFilter {
         }
         self.seen.insert(key, now);
         Some((event_type, echo))
+    }
+}
+
+fn event_name(event: &watcher::Event<Echo>) -> &'static str {
+    match event {
+        watcher::Event::Apply(_) => "Apply",
+        watcher::Event::InitApply(_) => "InitApply",
+        watcher::Event::Delete(_) => "Delete",
+        watcher::Event::Init => "Init",
+        watcher::Event::InitDone => "InitDone",
     }
 }
 
@@ -164,6 +178,10 @@ mod tests {
     use super::*;
     use crate::crd::EchoSpec;
 
+    fn metrics() -> Metrics {
+        Metrics::new(&crate::metrics::SpanCounters::default())
+    }
+
     fn echo(name: &str, generation: i64, deleting: bool) -> Echo {
         echo_with_uid(name, "uid-1", generation, deleting)
     }
@@ -191,7 +209,7 @@ mod tests {
     #[test]
     fn only_generation_and_deletion_changes_trigger() {
         let mut filter = ChangeFilter::default();
-        let admitted = |f: &mut ChangeFilter, e| f.admit(e, &|_| {}).is_some();
+        let admitted = |f: &mut ChangeFilter, e| f.admit(e, &metrics(), &|_| {}).is_some();
         assert!(admitted(
             &mut filter,
             watcher::Event::Apply(echo("a", 1, false))
@@ -222,12 +240,18 @@ mod tests {
     fn an_object_recreated_during_a_watch_gap_triggers() {
         let mut filter = ChangeFilter::default();
         let old = echo_with_uid("a", "uid-old", 1, false);
-        assert!(filter.admit(watcher::Event::Apply(old), &|_| {}).is_some());
+        assert!(
+            filter
+                .admit(watcher::Event::Apply(old), &metrics(), &|_| {})
+                .is_some()
+        );
         // The Delete event was lost in a watch gap; the new object has the same name and
         // generation but another uid.
         let new = echo_with_uid("a", "uid-new", 1, false);
         assert!(
-            filter.admit(watcher::Event::Apply(new), &|_| {}).is_some(),
+            filter
+                .admit(watcher::Event::Apply(new), &metrics(), &|_| {})
+                .is_some(),
             "a new uid is a new object"
         );
     }
@@ -237,15 +261,27 @@ mod tests {
         let forgotten = std::cell::RefCell::new(Vec::new());
         let gone = |key: &str| forgotten.borrow_mut().push(key.to_owned());
         let mut filter = ChangeFilter::default();
-        filter.admit(watcher::Event::Apply(echo("a", 1, false)), &gone);
-        filter.admit(watcher::Event::Apply(echo("b", 1, false)), &gone);
-        filter.admit(watcher::Event::Init, &gone);
+        filter.admit(
+            watcher::Event::Apply(echo("a", 1, false)),
+            &metrics(),
+            &gone,
+        );
+        filter.admit(
+            watcher::Event::Apply(echo("b", 1, false)),
+            &metrics(),
+            &gone,
+        );
+        filter.admit(watcher::Event::Init, &metrics(), &gone);
         assert!(
             filter
-                .admit(watcher::Event::InitApply(echo("a", 1, false)), &gone)
+                .admit(
+                    watcher::Event::InitApply(echo("a", 1, false)),
+                    &metrics(),
+                    &gone
+                )
                 .is_none()
         );
-        filter.admit(watcher::Event::InitDone, &gone);
+        filter.admit(watcher::Event::InitDone, &metrics(), &gone);
         assert_eq!(
             filter.seen.len(),
             1,

@@ -2,6 +2,7 @@
 //! variables, builds the OTLP exporter and installs the `tracing` subscriber.
 
 pub mod config;
+mod counting;
 pub mod parenting;
 pub mod propagation;
 
@@ -19,7 +20,9 @@ use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
 
+use crate::metrics::SpanCounters;
 pub use config::{ExporterConfig, Protocol, SamplerConfig, TelemetryConfig};
+use counting::{CountingExporter, CountingProcessor};
 pub use parenting::{ParentResolver, ParentingLayer};
 
 /// How long shutdown may wait for the last spans to leave; an unreachable collector must
@@ -35,9 +38,15 @@ pub enum TelemetryError {
 /// Keeps the tracer provider alive; flush or shut it down before the process exits.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    counters: SpanCounters,
 }
 
 impl Telemetry {
+    /// How many spans were handed over, exported and refused, for the program's metrics.
+    pub fn span_counters(&self) -> SpanCounters {
+        self.counters.clone()
+    }
+
     /// Exports every finished span now (blocks until the exporter answers or times out).
     pub fn force_flush(&self) {
         if let Some(provider) = &self.provider
@@ -96,10 +105,11 @@ pub fn init(
 
     let mut warnings = config.warnings.clone();
     warnings.extend(filter_warning);
+    let counters = SpanCounters::default();
     let provider = if config.sdk_disabled {
         None
     } else {
-        Some(build_provider(config, &mut warnings))
+        Some(build_provider(config, &counters, &mut warnings))
     };
     let otel_layer = provider.as_ref().map(|provider| {
         let tracer = provider.tracer(config.service_name.clone());
@@ -127,7 +137,7 @@ pub fn init(
             "no OTEL_EXPORTER_OTLP_ENDPOINT: spans are recorded for trace ids but not exported"
         ),
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, counters })
 }
 
 /// Which spans and events reach OpenTelemetry: everything at info and above, never the
@@ -139,7 +149,11 @@ fn exported(meta: &tracing::Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO && !TRANSPORT.iter().any(|t| meta.target().starts_with(t))
 }
 
-fn build_provider(config: &TelemetryConfig, warnings: &mut Vec<String>) -> SdkTracerProvider {
+fn build_provider(
+    config: &TelemetryConfig,
+    counters: &SpanCounters,
+    warnings: &mut Vec<String>,
+) -> SdkTracerProvider {
     let resource = Resource::builder_empty()
         .with_detector(Box::new(
             opentelemetry_sdk::resource::TelemetryResourceDetector,
@@ -161,7 +175,10 @@ fn build_provider(config: &TelemetryConfig, warnings: &mut Vec<String>) -> SdkTr
             // The batch processor exports from its own thread and drops spans when its
             // queue is full, so a slow or absent collector never blocks the caller.
             Ok(exporter) => {
-                builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+                let exporter = CountingExporter::new(exporter, counters.clone());
+                let batch = BatchSpanProcessor::builder(exporter).build();
+                builder =
+                    builder.with_span_processor(CountingProcessor::new(batch, counters.clone()))
             }
             Err(err) => warnings.push(format!(
                 "cannot build the OTLP exporter for {}: {err}; spans will not be exported",

@@ -17,6 +17,7 @@ use echo_operator::crd::{Echo, EchoSpec};
 use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
 use echo_operator::operator::events::{EventRecorder, Reporter};
 use echo_operator::operator::health::{Liveness, Readiness};
+use echo_operator::operator::metrics::Metrics;
 use echo_operator::operator::trace_links::TraceLinks;
 use echo_operator::operator::{self, Backoff, Context, LoopConfig};
 use echo_operator::telemetry::{
@@ -230,13 +231,15 @@ impl Operator {
     pub fn start_on(api: FakeApi, options: OperatorOptions) -> Self {
         let links = shared().links.clone();
         let client = api.client(options.api_timeout);
+        let metrics = Arc::new(Metrics::new(&shared().telemetry.span_counters()));
         let ctx = Arc::new(Context {
             echo: EchoClient::new(
                 options.echo_url.parse().expect("echo url"),
                 &options.retry,
                 options.echo_ca.as_deref(),
             )
-            .expect("echo client"),
+            .expect("echo client")
+            .with_metrics(metrics.clone()),
             recorder: EventRecorder::new(
                 client.clone(),
                 Reporter {
@@ -250,6 +253,7 @@ impl Operator {
             resync: Duration::from_secs(3600),
             reconcile_timeout: options.reconcile_timeout,
             liveness: Liveness::new(options.reconcile_timeout * 2),
+            metrics,
         });
         let (events, stream) = mpsc::unbounded();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,149 @@
+//! The operator's Prometheus metrics. Reconcile and echo-call durations carry the trace id
+//! as an exemplar, so a slow bucket in a dashboard leads straight to a trace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{ExemplarHistograms, SpanCounters, observe, seconds_histogram};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `error`.
+    pub result: &'static str,
+    /// The `Ready` condition's reason: `Reconciled`, `EchoUnreachable`, ...
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EchoCallLabels {
+    pub method: &'static str,
+    /// The final HTTP status, or `error` when no answer came.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchEventLabels {
+    pub r#type: &'static str,
+}
+
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_seconds: ExemplarHistograms<ResultLabels>,
+    echo_call_seconds: ExemplarHistograms<EchoCallLabels>,
+    watch_events: Family<WatchEventLabels, Counter>,
+    pending_trace_links: Gauge,
+    reconciles_running: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric, the exporter's span counters included.
+    pub fn new(spans: &SpanCounters) -> Self {
+        let mut registry = Registry::with_prefix("echo_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles finished, by result and reason",
+            reconciles.clone(),
+        );
+        let reconcile_seconds: ExemplarHistograms<ResultLabels> =
+            Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile; exemplars name its trace",
+            reconcile_seconds.clone(),
+        );
+        let echo_call_seconds: ExemplarHistograms<EchoCallLabels> =
+            Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "echo_request_duration_seconds",
+            "Duration of one call to the echo service, retries included; exemplars name its trace",
+            echo_call_seconds.clone(),
+        );
+        let watch_events = Family::<WatchEventLabels, Counter>::default();
+        registry.register(
+            "watch_events",
+            "Watch events received, by type",
+            watch_events.clone(),
+        );
+        let pending_trace_links = Gauge::default();
+        registry.register(
+            "pending_trace_links",
+            "Objects with watch events waiting to hand their trace to a reconcile",
+            pending_trace_links.clone(),
+        );
+        let reconciles_running = Gauge::default();
+        registry.register(
+            "reconciles_running",
+            "Reconciles running now",
+            reconciles_running.clone(),
+        );
+        spans.register(&mut registry);
+        Self {
+            registry: Arc::new(registry),
+            reconciles,
+            reconcile_seconds,
+            echo_call_seconds,
+            watch_events,
+            pending_trace_links,
+            reconciles_running,
+        }
+    }
+
+    /// A reconcile ended after `elapsed` with `reason`, inside `span`.
+    pub fn reconciled(
+        &self,
+        reason: &'static str,
+        success: bool,
+        elapsed: Duration,
+        span: &tracing::Span,
+    ) {
+        let labels = ResultLabels {
+            result: if success { "success" } else { "error" },
+            reason,
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        observe(
+            &self.reconcile_seconds,
+            &labels,
+            elapsed.as_secs_f64(),
+            span,
+        );
+    }
+
+    pub fn echo_call(
+        &self,
+        method: &'static str,
+        status: String,
+        elapsed: Duration,
+        span: &tracing::Span,
+    ) {
+        observe(
+            &self.echo_call_seconds,
+            &EchoCallLabels { method, status },
+            elapsed.as_secs_f64(),
+            span,
+        );
+    }
+
+    pub fn watch_event(&self, event_type: &'static str) {
+        self.watch_events
+            .get_or_create(&WatchEventLabels { r#type: event_type })
+            .inc();
+    }
+
+    /// The registry, with the gauges read now.
+    pub fn snapshot(&self, pending_trace_links: usize, running: usize) -> Arc<Registry> {
+        self.pending_trace_links
+            .set(i64::try_from(pending_trace_links).unwrap_or(i64::MAX));
+        self.reconciles_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
+        self.registry.clone()
+    }
+}
