@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-KUBERNETES_VERSION = "1.34.0"
+KUBERNETES_VERSION = "1.37.0"
 MANIFESTS = sorted((ROOT / "crd").glob("*.yaml")) + sorted((ROOT / "deploy").glob("*.yaml"))
 SAMPLES = sorted((ROOT / "deploy" / "samples").glob("*.yaml"))
 
