@@ -1,11 +1,12 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline e2e up down
+.PHONY: test lint unit offline kind-config e2e up down
 
 VENV := target/venv
 
 ## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks,
-## then the end-to-end run on a real API server and a real Jaeger on loopback.
-test: lint unit offline e2e
+## the kind config rendered by kind's own code, then the end-to-end run on a real API server
+## and a real Jaeger on loopback.
+test: lint unit offline kind-config e2e
 
 lint:
 	cargo fmt --check
@@ -13,6 +14,10 @@ lint:
 
 unit:
 	cargo test --locked
+
+## The kind cluster config rendered with the code of each supported kind release.
+kind-config:
+	e2e/kind-config/check
 
 e2e:
 	e2e/run
