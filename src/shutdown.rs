@@ -73,3 +73,31 @@ pub fn exit_on_second_signal() {
         });
     }
 }
+
+/// A shutdown signal many tasks can wait for: resolves for every waiter once `signal`
+/// (usually [`signal`]) has resolved.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Starts waiting for `signal` on a task of its own.
+    pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Resolves once the signal has come (at once if it already has).
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            // An error means the sender is gone without a signal: then it never comes.
+            if rx.wait_for(|stopped| *stopped).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}

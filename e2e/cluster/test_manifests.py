@@ -74,15 +74,18 @@ def test_operator_identity_may_do_what_it_needs(kubectl, verb, resource):
 
 # Exactly what deploy/10-rbac.yaml grants; anything more is a regression of least privilege.
 OPERATOR_GRANTS = {
-    ("echoes.tracing.example.com", "", ("list", "patch", "watch")),
-    ("echoes.tracing.example.com/status", "", ("patch",)),
-    ("events.events.k8s.io", "", ("create", "patch")),
+    ("echoes.tracing.example.com", "", "", ("list", "patch", "watch")),
+    ("echoes.tracing.example.com/status", "", "", ("patch",)),
+    ("events.events.k8s.io", "", "", ("create", "patch")),
+    # In its own namespace only (a Role), for leader election.
+    ("leases.coordination.k8s.io", "", "", ("create",)),
+    ("leases.coordination.k8s.io", "", "echo-operator", ("get", "update")),
 }
 
 
 def effective_rules(kubectl, identity, namespace="echo-tracing"):
     """`kubectl auth can-i --list` as `identity`: a set of (resource, non-resource URL,
-    sorted verbs), one per row, read by the columns of the table's header."""
+    resource names, sorted verbs), one per row, read by the columns of the table's header."""
     lines = kubectl.run("auth", "can-i", "--list", "-n", namespace, "--as", identity).stdout.splitlines()
     header = lines[0]
     starts = [header.index(title) for title in ("Resources", "Non-Resource URLs", "Resource Names", "Verbs")]
@@ -91,17 +94,22 @@ def effective_rules(kubectl, identity, namespace="echo-tracing"):
         if not line.strip():
             continue
         cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)])]
-        resource, urls, _names, verbs = cells
-        rules.add((resource, urls.strip("[]"), tuple(sorted(verbs.strip("[]").split()))))
+        resource, urls, names, verbs = cells
+        rules.add((resource, urls.strip("[]"), names.strip("[]"), tuple(sorted(verbs.strip("[]").split()))))
     return rules
 
 
 def test_operator_identity_has_exactly_its_grants(kubectl):
+    """In the operator's namespace (where its lease Role applies) and in another one."""
     # What any authenticated identity may do (discovery, self reviews) is not the operator's
     # doing: compare against a ServiceAccount with no bindings at all.
-    baseline = effective_rules(kubectl, "system:serviceaccount:echo-tracing:nobody")
-    granted = effective_rules(kubectl, OPERATOR_IDENTITY) - baseline
-    assert granted == OPERATOR_GRANTS, f"unexpected grants: {sorted(granted ^ OPERATOR_GRANTS)}"
+    for namespace, expected in [
+        ("echo-tracing", OPERATOR_GRANTS),
+        ("default", {g for g in OPERATOR_GRANTS if not g[0].startswith("leases.")}),
+    ]:
+        baseline = effective_rules(kubectl, "system:serviceaccount:echo-tracing:nobody", namespace)
+        granted = effective_rules(kubectl, OPERATOR_IDENTITY, namespace) - baseline
+        assert granted == expected, f"{namespace}: unexpected grants {sorted(granted ^ expected)}"
 
 
 @pytest.mark.parametrize(

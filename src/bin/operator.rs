@@ -11,12 +11,15 @@ use clap::Parser;
 use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
 use echo_operator::operator::events::{EventRecorder, Reporter};
 use echo_operator::operator::health::{self, Liveness, Readiness};
+use echo_operator::operator::leader::{self, LeaseConfig, Role};
 use echo_operator::operator::metrics::Metrics;
 use echo_operator::operator::trace_links::TraceLinks;
 use echo_operator::operator::{self, Backoff, Context, LoopConfig, api_tracing::ApiTracingLayer};
+use echo_operator::shutdown::Stop;
 use echo_operator::telemetry::{self, TelemetryConfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, client::ClientBuilder};
+use tokio::sync::watch;
 use tower::timeout::TimeoutLayer;
 
 #[derive(Parser)]
@@ -76,6 +79,29 @@ struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     shutdown_grace_seconds: u64,
+    /// Reconcile only while holding the Lease, so several replicas can run.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "echo-tracing")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "echo-operator")]
+    lease_name: String,
+    /// How long a renewal holds the Lease; a dead leader is replaced within about this.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_duration_seconds: u64,
+}
+
+/// Unique per replica: the pod name, else the host name and process id.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "echo-operator".to_owned());
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 impl Args {
@@ -140,7 +166,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Result<(), RunError> {
     // First: a SIGTERM during start-up must already find the handler in place.
-    let shutdown = echo_operator::shutdown::signal();
+    let stop = Stop::on(echo_operator::shutdown::signal());
     echo_operator::shutdown::exit_on_second_signal();
     let config = kube::Config::infer().await?;
     let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
@@ -188,7 +214,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
         metrics: metrics.clone(),
     });
 
-    let readiness = Readiness::default();
+    let readiness = Readiness::with_role(!args.leader_election);
     let listener = tokio::net::TcpListener::bind(args.health_listen)
         .await
         .map_err(|source| RunError::Health {
@@ -206,7 +232,29 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
         Some(namespace) => Api::namespaced(watch_client, namespace),
         None => Api::all(watch_client),
     };
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let (role_tx, roles) = watch::channel(if args.leader_election {
+        Role::Follower { leader: None }
+    } else {
+        Role::Leader
+    });
+    let (campaign_stop_tx, campaign_stop) = tokio::sync::oneshot::channel::<()>();
+    let campaign = args.leader_election.then(|| {
+        let config = LeaseConfig::new(
+            args.lease_namespace.clone(),
+            args.lease_name.clone(),
+            identity(),
+            Duration::from_secs(args.lease_duration_seconds),
+        );
+        let leases = Api::namespaced(ctx.client.clone(), &args.lease_namespace);
+        tokio::spawn(leader::campaign(
+            leases,
+            config,
+            role_tx.clone(),
+            async move {
+                let _ = campaign_stop.await;
+            },
+        ))
+    });
     tracing::info!(
         echo_url = %args.echo_url,
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
@@ -218,7 +266,14 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         ..LoopConfig::default()
     };
-    operator::run_controller(events, ctx, loop_config, readiness, shutdown).await;
+    let watch = || watcher(api.clone(), watcher::Config::default()).default_backoff();
+    operator::run_while_leading(roles, watch, ctx, loop_config, readiness, stop).await;
+    // Only now, with no reconcile left running, may another replica take over.
+    let _ = campaign_stop_tx.send(());
+    if let Some(campaign) = campaign {
+        let _ = tokio::time::timeout(Duration::from_secs(3), campaign).await;
+    }
+    drop(role_tx);
     tracing::info!("operator stopped");
     Ok(())
 }

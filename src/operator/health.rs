@@ -11,17 +11,46 @@ use axum::routing::get;
 use super::metrics::Metrics;
 use super::trace_links::TraceLinks;
 
-/// Becomes ready once the watch has listed every object once.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Ready as a follower (it only waits to take over, and must not block a rolling update),
+/// or as the leader once its watch has listed every object once.
+#[derive(Clone)]
+pub struct Readiness {
+    leading: Arc<AtomicBool>,
+    synced: Arc<AtomicBool>,
+}
+
+impl Default for Readiness {
+    /// A process that does not take part in leader election: always the leader.
+    fn default() -> Self {
+        Self::with_role(true)
+    }
+}
 
 impl Readiness {
+    pub fn with_role(leading: bool) -> Self {
+        Self {
+            leading: Arc::new(AtomicBool::new(leading)),
+            synced: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The initial list of a (new) watch is complete.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// Leadership changed: a new leader is ready once its own watch has synced.
+    pub fn set_leading(&self, leading: bool) {
+        self.synced.store(false, Ordering::Relaxed);
+        self.leading.store(leading, Ordering::Relaxed);
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        !self.is_leading() || self.synced.load(Ordering::Relaxed)
     }
 }
 
@@ -94,11 +123,16 @@ pub fn router(
     links: Arc<TraceLinks>,
 ) -> Router {
     let running = liveness.clone();
+    let leading = readiness.clone();
     Router::new()
         .route(
             "/metrics",
             get(move || {
-                let registry = metrics.snapshot(links.pending_objects(), running.running());
+                let registry = metrics.snapshot(
+                    links.pending_objects(),
+                    running.running(),
+                    leading.is_leading(),
+                );
                 async move { crate::metrics::render(&registry) }
             }),
         )
@@ -121,12 +155,15 @@ pub fn router(
         .route(
             "/readyz",
             get(move || {
-                let ready = readiness.is_ready();
+                let (ready, leading) = (readiness.is_ready(), readiness.is_leading());
                 async move {
-                    if ready {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "watch not synced yet")
+                    match (ready, leading) {
+                        (true, true) => (StatusCode::OK, "ready: leading"),
+                        (true, false) => (StatusCode::OK, "ready: following, waiting to take over"),
+                        (false, _) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "leading, watch not synced yet",
+                        ),
                     }
                 }
             }),
@@ -136,6 +173,19 @@ pub fn router(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follower_is_ready_and_a_new_leader_only_once_synced() {
+        let readiness = Readiness::with_role(false);
+        assert!(readiness.is_ready(), "a follower waits, ready");
+        readiness.set_leading(true);
+        assert!(!readiness.is_ready(), "a leader without a synced watch");
+        readiness.set_ready();
+        assert!(readiness.is_ready());
+        readiness.set_leading(false);
+        readiness.set_leading(true);
+        assert!(!readiness.is_ready(), "each leadership starts a new watch");
+    }
 
     #[test]
     fn live_when_idle_or_progressing_dead_when_stalled() {

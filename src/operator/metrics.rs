@@ -40,6 +40,7 @@ pub struct Metrics {
     watch_events: Family<WatchEventLabels, Counter>,
     pending_trace_links: Gauge,
     reconciles_running: Gauge,
+    leader: Gauge,
 }
 
 impl Metrics {
@@ -84,6 +85,12 @@ impl Metrics {
             "Reconciles running now",
             reconciles_running.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease and reconciles, 0 while it follows",
+            leader.clone(),
+        );
         spans.register(&mut registry);
         Self {
             registry: Arc::new(registry),
@@ -93,6 +100,7 @@ impl Metrics {
             watch_events,
             pending_trace_links,
             reconciles_running,
+            leader,
         }
     }
 
@@ -139,7 +147,13 @@ impl Metrics {
     }
 
     /// The registry, with the gauges read now.
-    pub fn snapshot(&self, pending_trace_links: usize, running: usize) -> Arc<Registry> {
+    pub fn snapshot(
+        &self,
+        pending_trace_links: usize,
+        running: usize,
+        leading: bool,
+    ) -> Arc<Registry> {
+        self.leader.set(i64::from(leading));
         self.pending_trace_links
             .set(i64::try_from(pending_trace_links).unwrap_or(i64::MAX));
         self.reconciles_running

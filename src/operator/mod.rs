@@ -7,6 +7,7 @@ pub mod echo_span;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
@@ -21,6 +22,8 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
 use crate::crd::Echo;
+use crate::shutdown::Stop;
+use leader::Role;
 pub use reconcile::{Backoff, Context};
 
 /// Knobs of the controller loop that tests shorten.
@@ -42,6 +45,43 @@ impl Default for LoopConfig {
             debounce: Duration::from_millis(200),
             concurrency: 8,
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the controller whenever `roles` says this replica leads, over a new watch from
+/// `watch` each time, until `stop`. Losing the lease drops the controller at once, running
+/// reconciles included, so no other replica can overlap with it.
+pub async fn run_while_leading<S>(
+    mut roles: tokio::sync::watch::Receiver<Role>,
+    mut watch: impl FnMut() -> S,
+    ctx: Arc<Context>,
+    config: LoopConfig,
+    ready: health::Readiness,
+    stop: Stop,
+) where
+    S: Stream<Item = Result<watcher::Event<Echo>, watcher::Error>> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            () = stop.wait() => return,
+            changed = roles.wait_for(|role| *role == Role::Leader) => if changed.is_err() { return },
+        }
+        ready.set_leading(true);
+        let controller = run_controller(
+            watch(),
+            ctx.clone(),
+            config.clone(),
+            ready.clone(),
+            stop.wait(),
+        );
+        let mut lost = roles.clone();
+        tokio::select! {
+            () = controller => return,
+            _ = lost.wait_for(|role| *role != Role::Leader) => {
+                tracing::warn!("lost the lease: reconciling stopped");
+                ready.set_leading(false);
+            }
         }
     }
 }

@@ -38,6 +38,8 @@ struct State {
     /// Requests whose method and path suffix match are recorded and never answered.
     hang: Option<(String, String)>,
     objects: HashMap<(String, String), Value>,
+    /// coordination.k8s.io Leases, by namespace and name.
+    leases: HashMap<(String, String), Value>,
     requests: Vec<Recorded>,
     resource_version: u64,
     watch: Option<WatchSender>,
@@ -89,6 +91,16 @@ impl FakeApi {
             .insert(key, serde_json::to_value(echo).expect("echo to json"));
     }
 
+    /// Every stored object, as a relist would return them.
+    pub fn objects(&self) -> Vec<Echo> {
+        let state = self.state.lock().expect("lock");
+        state
+            .objects
+            .values()
+            .map(|v| serde_json::from_value(v.clone()).expect("stored echo"))
+            .collect()
+    }
+
     pub fn object(&self, namespace: &str, name: &str) -> Option<Echo> {
         let state = self.state.lock().expect("lock");
         state
@@ -128,10 +140,26 @@ impl FakeApi {
     /// A client whose stack matches the operator's request client: the tracing layer, the
     /// per-request timeout, then the transport.
     pub fn client(&self, timeout: Duration) -> kube::Client {
+        self.partitionable_client(timeout, Arc::default())
+    }
+
+    /// Like `client`, but while `cut_off` is set none of its requests get an answer: this
+    /// one client is partitioned from the API server, the others are not.
+    pub fn partitionable_client(
+        &self,
+        timeout: Duration,
+        cut_off: Arc<std::sync::atomic::AtomicBool>,
+    ) -> kube::Client {
         let state = self.state.clone();
         let service = tower::service_fn(move |request: Request<Body>| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            let cut_off = cut_off.clone();
+            async move {
+                if cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Infallible>(handle(&state, request).await)
+            }
         });
         let layer = ApiTracingLayer::new(http::Uri::from_static(FAKE_CLUSTER_URL));
         ClientBuilder::new(service, "default")
@@ -277,10 +305,75 @@ fn respond(
         ["apis", "events.k8s.io", "v1", "namespaces", _, "events", ..] => {
             json_response(StatusCode::CREATED, &body)
         }
+        [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "leases",
+            rest @ ..,
+        ] => {
+            state.resource_version += 1;
+            let rv = state.resource_version.to_string();
+            lease(&mut state.leases, parts.method.as_str(), ns, rest, body, rv)
+        }
         _ => status(
             StatusCode::NOT_FOUND,
             "NotFound",
             "no such path in the fake",
+        ),
+    }
+}
+
+/// Leases as the API server keeps them: create fails if the name exists, and an update
+/// whose resourceVersion is not the stored one fails with a conflict.
+fn lease(
+    leases: &mut HashMap<(String, String), Value>,
+    method: &str,
+    namespace: &str,
+    rest: &[&str],
+    mut body: Value,
+    rv: String,
+) -> Response<Body> {
+    match (method, rest) {
+        ("GET", [name]) => match leases.get(&(namespace.to_owned(), name.to_string())) {
+            Some(lease) => json_response(StatusCode::OK, lease),
+            None => status(StatusCode::NOT_FOUND, "NotFound", "lease not found"),
+        },
+        ("POST", []) => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let key = (namespace.to_owned(), name);
+            if leases.contains_key(&key) {
+                return status(StatusCode::CONFLICT, "AlreadyExists", "lease exists");
+            }
+            body["metadata"]["resourceVersion"] = json!(rv);
+            leases.insert(key, body.clone());
+            json_response(StatusCode::CREATED, &body)
+        }
+        ("PUT", [name]) => {
+            let key = (namespace.to_owned(), name.to_string());
+            let Some(stored) = leases.get(&key) else {
+                return status(StatusCode::NOT_FOUND, "NotFound", "lease not found");
+            };
+            if stored["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"] {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "the object has been modified",
+                );
+            }
+            body["metadata"]["resourceVersion"] = json!(rv);
+            leases.insert(key, body.clone());
+            json_response(StatusCode::OK, &body)
+        }
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "not supported by the fake",
         ),
     }
 }

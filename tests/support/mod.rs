@@ -229,10 +229,16 @@ impl Operator {
 
     /// Runs over `api`, which the test may have set up (a request that hangs, say).
     pub fn start_on(api: FakeApi, options: OperatorOptions) -> Self {
+        let ctx = Self::context(&api, &options);
+        Self::start_with(api, ctx, options)
+    }
+
+    /// The reconcile context the operator's binary would build, over `api`.
+    pub fn context(api: &FakeApi, options: &OperatorOptions) -> Arc<Context> {
         let links = shared().links.clone();
         let client = api.client(options.api_timeout);
         let metrics = Arc::new(Metrics::new(&shared().telemetry.span_counters()));
-        let ctx = Arc::new(Context {
+        Arc::new(Context {
             echo: EchoClient::new(
                 options.echo_url.parse().expect("echo url"),
                 &options.retry,
@@ -254,7 +260,10 @@ impl Operator {
             reconcile_timeout: options.reconcile_timeout,
             liveness: Liveness::new(options.reconcile_timeout * 2),
             metrics,
-        });
+        })
+    }
+
+    fn start_with(api: FakeApi, ctx: Arc<Context>, options: OperatorOptions) -> Self {
         let (events, stream) = mpsc::unbounded();
         let (stop, stopped) = oneshot::channel::<()>();
         let config = LoopConfig {
