@@ -4,7 +4,8 @@
 
 E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 E2E_BIN="$E2E_ROOT/target/e2e-bin"
-E2E_STATE="$E2E_ROOT/target/e2e"
+# E2E_STATE_DIR runs a second harness beside the first (ports are picked free each time).
+E2E_STATE="${E2E_STATE_DIR:-$E2E_ROOT/target/e2e}"
 E2E_VENV="$E2E_ROOT/target/venv"
 
 log() { printf 'e2e: %s\n' "$*" >&2; }
