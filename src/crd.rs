@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "tracing.example.com";
 /// Annotation through which whoever applies an object can start its trace.
 pub const TRACEPARENT_ANNOTATION: &str = "tracing.example.com/traceparent";
+/// Annotation that lets an object be deleted without calling the echo service: the escape
+/// for an echo service that is gone for good (`"true"` to skip).
+pub const SKIP_CLEANUP_ANNOTATION: &str = "tracing.example.com/skip-cleanup";
 /// Finalizer that makes the operator delete the remote echo before the object goes away.
 pub const FINALIZER: &str = "tracing.example.com/echo-cleanup";
 /// The one condition type the operator maintains.

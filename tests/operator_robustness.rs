@@ -345,3 +345,55 @@ async fn a_reconcile_longer_than_its_timeout_fails_and_says_so() {
     );
     operator.stop().await;
 }
+
+/// With the echo service gone for good, deletion waits (the finalizer stays, retried with
+/// backoff) until the object is annotated to skip the remote cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_waits_for_the_echo_service_unless_cleanup_is_skipped() {
+    use echo_operator::crd::{FINALIZER, SKIP_CLEANUP_ANNOTATION};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut options = OperatorOptions::new(format!("http://127.0.0.1:{}", closed_port()));
+    options.retry.max_retries = 0;
+    let operator = Operator::start(options);
+    let mut deleting = echo("default", "orphan", spec("its service is gone"));
+    deleting.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    operator.apply(&deleting);
+    operator
+        .api
+        .wait_until("a Warning about the cleanup", |api| {
+            api.requests_to("POST", "/events").iter().any(|r| {
+                r.body["type"] == "Warning"
+                    && r.body["reason"] == "EchoUnreachable"
+                    && r.body["action"] == "Cleanup"
+            })
+        })
+        .await;
+    assert!(
+        operator.api.object("default", "orphan").is_some(),
+        "the finalizer holds the object while the echo service cannot be told"
+    );
+
+    deleting.metadata.generation = Some(2);
+    deleting.metadata.annotations =
+        Some([(SKIP_CLEANUP_ANNOTATION.to_owned(), "true".to_owned())].into());
+    operator.apply(&deleting);
+    operator
+        .api
+        .wait_until("the finalizer removed without the echo service", |api| {
+            api.object("default", "orphan").is_none()
+        })
+        .await;
+    assert!(
+        operator
+            .api
+            .requests_to("POST", "/events")
+            .iter()
+            .any(|r| r.body["reason"] == "Deleted"
+                && r.body["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(SKIP_CLEANUP_ANNOTATION))),
+        "the Event says the cleanup was skipped"
+    );
+    operator.stop().await;
+}

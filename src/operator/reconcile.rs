@@ -21,7 +21,7 @@ use super::health::Liveness;
 use super::metrics::Metrics;
 use super::status::{self, Outcome};
 use super::trace_links::TraceLinks;
-use crate::crd::{Echo, FINALIZER};
+use crate::crd::{Echo, FINALIZER, SKIP_CLEANUP_ANNOTATION};
 use crate::telemetry::trace_id_of;
 
 /// Per-object exponential backoff after failed reconciles.
@@ -240,14 +240,31 @@ async fn cleanup(
         return Ok(Action::await_change());
     }
     let name = echo.name_any();
-    if let Err(err) = ctx.echo.delete(namespace, &name).await {
-        report_failure(api, echo, ctx, &err, trace_id.map(str::to_owned)).await;
-        return Err(err);
-    }
-    let note = format!(
-        "echo service forgot the message (trace {})",
-        trace_id.unwrap_or("none")
-    );
+    // While the echo service is down, deletion waits (retried with backoff) so nothing is
+    // left behind in it; the annotation is the way out when it will never come back.
+    let skip = echo
+        .annotations()
+        .get(SKIP_CLEANUP_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    let note = if skip {
+        tracing::warn!(
+            annotation = SKIP_CLEANUP_ANNOTATION,
+            "not calling the echo service: cleanup skipped on request"
+        );
+        format!(
+            "cleanup of the echo service skipped by {SKIP_CLEANUP_ANNOTATION} (trace {})",
+            trace_id.unwrap_or("none")
+        )
+    } else {
+        if let Err(err) = ctx.echo.delete(namespace, &name).await {
+            report_failure(api, echo, ctx, &err, trace_id.map(str::to_owned)).await;
+            return Err(err);
+        }
+        format!(
+            "echo service forgot the message (trace {})",
+            trace_id.unwrap_or("none")
+        )
+    };
     // Published before the finalizer goes: afterwards the object may be gone.
     publish(ctx, echo, EventType::Normal, "Deleted", "Cleanup", note).await;
     remove_finalizer(api, echo).await?;

@@ -17,12 +17,14 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::metrics::Metrics;
 use super::trace_links::TraceLinks;
-use crate::crd::{Echo, TRACEPARENT_ANNOTATION};
+use crate::crd::{Echo, SKIP_CLEANUP_ANNOTATION, TRACEPARENT_ANNOTATION};
 use crate::telemetry::propagation;
+use kube::ResourceExt;
 
 /// What a trigger was decided on: the object's uid (a deleted and recreated object with the
-/// same name and generation is new work), its generation, and whether deletion has begun.
-type Seen = (Option<String>, Option<i64>, bool);
+/// same name and generation is new work), its generation, whether deletion has begun, and
+/// whether its remote cleanup is to be skipped (an annotation, which bumps no generation).
+type Seen = (Option<String>, Option<i64>, bool, bool);
 
 /// `gone` is told the key of every object that no longer exists, so per-object state
 /// elsewhere (trace links, backoff) is dropped with it.
@@ -105,6 +107,9 @@ impl ChangeFilter {
             echo.metadata.uid.clone(),
             echo.metadata.generation,
             echo.metadata.deletion_timestamp.is_some(),
+            echo.annotations()
+                .get(SKIP_CLEANUP_ANNOTATION)
+                .is_some_and(|v| v == "true"),
         );
         if now.1.is_some() && self.seen.get(&key) == Some(&now) {
             return None;
@@ -233,6 +238,24 @@ mod tests {
         assert!(
             admitted(&mut filter, watcher::Event::Apply(echo("a", 2, false))),
             "recreated after delete"
+        );
+    }
+
+    #[test]
+    fn asking_to_skip_the_cleanup_triggers() {
+        let mut filter = ChangeFilter::default();
+        let admitted = |f: &mut ChangeFilter, e| f.admit(e, &metrics(), &|_| {}).is_some();
+        let deleting = echo("a", 2, true);
+        assert!(admitted(
+            &mut filter,
+            watcher::Event::Apply(deleting.clone())
+        ));
+        let mut skipping = deleting;
+        skipping.metadata.annotations =
+            Some([(SKIP_CLEANUP_ANNOTATION.to_owned(), "true".to_owned())].into());
+        assert!(
+            admitted(&mut filter, watcher::Event::Apply(skipping)),
+            "the annotation bumps no generation but is new work"
         );
     }
 
