@@ -267,6 +267,15 @@ async fn bad_paths_and_methods_get_json_errors() {
         .await
         .expect("GET");
     assert_eq!(health.status(), StatusCode::OK);
+
+    // Found by tests/fuzz.rs: the health route answered a wrong method with an empty 405.
+    let (status, answer) = put(addr, "/healthz", "{}").await;
+    assert_json_error(
+        status,
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,8 @@ pub fn router(service: EchoService) -> Router {
         .with_state(service.store);
     Router::new()
         .route("/healthz", get(api::healthz))
+        // Without it, a wrong method on /healthz or /metrics gets axum's empty 405.
+        .method_not_allowed_fallback(api::method_not_allowed)
         .route(
             "/metrics",
             get(move || {

@@ -119,6 +119,11 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            // what an annotation can hold: 64 KiB after a valid prefix
+            &format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01{}",
+                "0".repeat(64 * 1024)
+            ),
         ] {
             assert!(parse_traceparent(bad).is_none(), "{bad:?} accepted");
         }
