@@ -172,14 +172,7 @@ async fn try_acquire_or_renew(
     config: &LeaseConfig,
 ) -> Result<Holder, LeaseError> {
     let now = jiff::Timestamp::now();
-    let api_error = |action| {
-        move |source| LeaseError::Api {
-            action,
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
-            source,
-        }
-    };
+    let api_error = |action| api_error(config, action);
     let Some(mut lease) = api.get_opt(&config.name).await.map_err(api_error("read"))? else {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -239,6 +232,17 @@ async fn try_acquire_or_renew(
     }
 }
 
+/// The error for a failed request on the lease; `action` completes "cannot ...".
+fn api_error(config: &LeaseConfig, action: &'static str) -> impl FnOnce(kube::Error) -> LeaseError {
+    let (namespace, name) = (config.namespace.clone(), config.name.clone());
+    move |source| LeaseError::Api {
+        action,
+        namespace,
+        name,
+        source,
+    }
+}
+
 /// How long the holder's lease still runs by our clock: `None` once its last renewal is
 /// older than its duration (or it never renewed).
 fn time_left(spec: &LeaseSpec, now: jiff::Timestamp) -> Option<Duration> {
@@ -251,14 +255,7 @@ fn time_left(spec: &LeaseSpec, now: jiff::Timestamp) -> Option<Duration> {
 
 /// Gives the lease up: no holder, so a follower acquires it on its next check.
 async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), LeaseError> {
-    let api_error = |action| {
-        move |source| LeaseError::Api {
-            action,
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
-            source,
-        }
-    };
+    let api_error = |action| api_error(config, action);
     let Some(mut lease) = api.get_opt(&config.name).await.map_err(api_error("read"))? else {
         return Ok(());
     };
