@@ -555,6 +555,66 @@ async fn spans_are_exported_over_https_with_the_configured_ca() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The SDK reads `OTEL_TRACES_SAMPLER` and `_ARG` itself: `always_off` records nothing even
+/// for a sampled caller, `parentbased_traceidratio` with 0 follows a sampled parent but
+/// starts no sampled root, and the default continues the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_variables_reach_the_sdk() {
+    let endpoint = support::receiver().endpoint();
+    let with = |sampler: &[(&'static str, &'static str)]| {
+        let mut env = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ];
+        env.extend_from_slice(sampler);
+        support::EchoServer::start_with_env(&env)
+    };
+    let off = with(&[("OTEL_TRACES_SAMPLER", "always_off")]);
+    let ratio = with(&[
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+    ]);
+    let default = with(&[]);
+    let client = reqwest::Client::new();
+    let put = |server: &support::EchoServer, traceparent: Option<String>| {
+        let mut request = client
+            .put(format!("{}/v1/echoes/default/sampled", server.url()))
+            .json(&json!({"message": "m"}));
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        async move {
+            let answer: Value = request
+                .send()
+                .await
+                .expect("PUT")
+                .json()
+                .await
+                .expect("json");
+            answer["traceId"].as_str().expect("trace id").to_owned()
+        }
+    };
+    let sampled = |trace: &str| Some(format!("00-{trace}-b7ad6b7169203331-01"));
+    let dropped_by_off = put(&off, sampled("5a3913ed5a3913ed5a3913ed5a391301")).await;
+    let kept_by_parent = put(&ratio, sampled("5a3913ed5a3913ed5a3913ed5a391302")).await;
+    let new_root = put(&ratio, None).await;
+    let kept_by_default = put(&default, sampled("5a3913ed5a3913ed5a3913ed5a391303")).await;
+
+    for kept in [&kept_by_parent, &kept_by_default] {
+        support::receiver()
+            .wait_for_trace(kept, "the server span", |spans| !spans.is_empty())
+            .await;
+    }
+    // Every server exports on the same 100 ms schedule: the others had their chance.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for dropped in [&dropped_by_off, &new_root] {
+        assert!(
+            support::receiver().spans_of_trace(dropped).is_empty(),
+            "trace {dropped} should not have been sampled"
+        );
+    }
+}
+
 #[test]
 fn operator_refuses_settings_that_would_hot_loop() {
     for (variable, value, says) in [

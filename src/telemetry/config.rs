@@ -1,4 +1,12 @@
-//! Telemetry settings read from the standard `OTEL_*` environment variables.
+//! The telemetry settings the program decides itself, from the standard `OTEL_*` variables.
+//!
+//! The OpenTelemetry SDK and the OTLP exporter read most variables on their own: the
+//! sampler (`OTEL_TRACES_SAMPLER[_ARG]`), the batch processor (`OTEL_BSP_*`), the exporter's
+//! headers, timeout and compression. What stays here is what they leave to the program:
+//! whether to export at all and over which transport (`OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`,
+//! `_PROTOCOL`), `OTEL_SDK_DISABLED`, the CA bundle for TLS, the default service name, and
+//! `OTEL_RESOURCE_ATTRIBUTES`, because the SDK 0.32's reader does not percent-decode values
+//! as the specification requires.
 //!
 //! Parsing never fails: an invalid value is replaced by the specification's default and
 //! reported as a warning, because telemetry must never stop the program it observes.
@@ -21,17 +29,6 @@ pub struct ExporterConfig {
     pub certificate: Option<std::path::PathBuf>,
 }
 
-/// The sampler named by `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SamplerConfig {
-    AlwaysOn,
-    AlwaysOff,
-    TraceIdRatio(f64),
-    ParentBasedAlwaysOn,
-    ParentBasedAlwaysOff,
-    ParentBasedTraceIdRatio(f64),
-}
-
 /// Everything `telemetry::init` needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TelemetryConfig {
@@ -39,7 +36,6 @@ pub struct TelemetryConfig {
     /// From `OTEL_RESOURCE_ATTRIBUTES`, percent-decoded, `service.name` excluded.
     pub resource_attributes: Vec<(String, String)>,
     pub exporter: Option<ExporterConfig>,
-    pub sampler: SamplerConfig,
     /// `OTEL_SDK_DISABLED=true`: no spans are recorded at all, logs still are.
     pub sdk_disabled: bool,
     /// `RUST_LOG` syntax for the log output (default `info`).
@@ -109,54 +105,16 @@ impl TelemetryConfig {
             certificate,
         });
 
-        let sampler = parse_sampler(
-            get("OTEL_TRACES_SAMPLER").as_deref(),
-            get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-            &mut warnings,
-        );
         let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
         Self {
             service_name,
             resource_attributes,
             exporter,
-            sampler,
             sdk_disabled,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             json_logs: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             warnings,
-        }
-    }
-}
-
-fn parse_sampler(
-    name: Option<&str>,
-    arg: Option<&str>,
-    warnings: &mut Vec<String>,
-) -> SamplerConfig {
-    let mut ratio = || match arg.map(str::parse::<f64>) {
-        None => 1.0,
-        Some(Ok(r)) if (0.0..=1.0).contains(&r) => r,
-        Some(_) => {
-            warnings.push(format!(
-                "OTEL_TRACES_SAMPLER_ARG={:?} is not a ratio between 0 and 1; using 1.0",
-                arg.unwrap_or_default()
-            ));
-            1.0
-        }
-    };
-    match name {
-        None | Some("parentbased_always_on") => SamplerConfig::ParentBasedAlwaysOn,
-        Some("always_on") => SamplerConfig::AlwaysOn,
-        Some("always_off") => SamplerConfig::AlwaysOff,
-        Some("traceidratio") => SamplerConfig::TraceIdRatio(ratio()),
-        Some("parentbased_always_off") => SamplerConfig::ParentBasedAlwaysOff,
-        Some("parentbased_traceidratio") => SamplerConfig::ParentBasedTraceIdRatio(ratio()),
-        Some(other) => {
-            warnings.push(format!(
-                "OTEL_TRACES_SAMPLER={other:?} is not supported; using parentbased_always_on"
-            ));
-            SamplerConfig::ParentBasedAlwaysOn
         }
     }
 }
@@ -198,7 +156,6 @@ mod tests {
         let c = config(&[]);
         assert_eq!(c.exporter, None);
         assert_eq!(c.service_name, "echo-operator");
-        assert_eq!(c.sampler, SamplerConfig::ParentBasedAlwaysOn);
         assert!(!c.sdk_disabled);
         assert!(c.warnings.is_empty());
     }
@@ -307,27 +264,6 @@ mod tests {
             ]
         );
         assert_eq!(c.warnings.len(), 1);
-    }
-
-    #[test]
-    fn samplers() {
-        let ratio = config(&[
-            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
-        ]);
-        assert_eq!(ratio.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.25));
-        let bad_arg = config(&[
-            ("OTEL_TRACES_SAMPLER", "traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "7"),
-        ]);
-        assert_eq!(bad_arg.sampler, SamplerConfig::TraceIdRatio(1.0));
-        assert_eq!(bad_arg.warnings.len(), 1);
-        let unknown = config(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]);
-        assert_eq!(unknown.sampler, SamplerConfig::ParentBasedAlwaysOn);
-        assert_eq!(
-            config(&[("OTEL_TRACES_SAMPLER", "always_off")]).sampler,
-            SamplerConfig::AlwaysOff
-        );
     }
 
     #[test]

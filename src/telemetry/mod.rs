@@ -15,13 +15,13 @@ use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::metrics::SpanCounters;
-pub use config::{ExporterConfig, Protocol, SamplerConfig, TelemetryConfig};
+pub use config::{ExporterConfig, Protocol, TelemetryConfig};
 use counting::{CountingExporter, CountingProcessor};
 pub use parenting::{ParentResolver, ParentingLayer};
 
@@ -167,9 +167,9 @@ fn build_provider(
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .with_service_name(config.service_name.clone())
         .build();
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_sampler(sampler(&config.sampler));
+    // The builder's default configuration reads OTEL_TRACES_SAMPLER and _ARG itself
+    // (parentbased_always_on when unset).
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if let Some(exporter) = &config.exporter {
         match build_exporter(exporter) {
             // The batch processor exports from its own thread and drops spans when its
@@ -254,19 +254,6 @@ fn otlp_timeout() -> Duration {
     .iter()
     .find_map(|key| std::env::var(key).ok()?.trim().parse::<u64>().ok())
     .map_or(Duration::from_secs(10), Duration::from_millis)
-}
-
-fn sampler(config: &SamplerConfig) -> Sampler {
-    match *config {
-        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
-        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
-        SamplerConfig::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
-        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        SamplerConfig::ParentBasedTraceIdRatio(ratio) => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-        }
-    }
 }
 
 /// Trace id of `span` as 32 hex digits, or `None` when it is not recorded.

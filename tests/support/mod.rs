@@ -20,9 +20,7 @@ use echo_operator::operator::health::{Liveness, Readiness};
 use echo_operator::operator::metrics::Metrics;
 use echo_operator::operator::trace_links::TraceLinks;
 use echo_operator::operator::{self, Backoff, Context, LoopConfig};
-use echo_operator::telemetry::{
-    self, ExporterConfig, Protocol, SamplerConfig, Telemetry, TelemetryConfig,
-};
+use echo_operator::telemetry::{self, ExporterConfig, Protocol, Telemetry, TelemetryConfig};
 use futures::channel::{mpsc, oneshot};
 use kube::runtime::watcher;
 
@@ -51,7 +49,6 @@ fn shared() -> &'static Shared {
                 endpoint: format!("{}/v1/traces", receiver.endpoint()),
                 certificate: None,
             }),
-            sampler: SamplerConfig::ParentBasedAlwaysOn,
             sdk_disabled: false,
             log_filter: "warn".into(),
             json_logs: false,
