@@ -92,6 +92,8 @@ def _parse(trace):
 class Jaeger:
     def __init__(self, url):
         self.url = url.rstrip("/")
+        # The newest copy of every trace fetched, so a failing test can print what it saw.
+        self.seen = {}
 
     def _get(self, path, params=None):
         query = "?" + urllib.parse.urlencode(params) if params else ""
@@ -107,7 +109,9 @@ class Jaeger:
         body = self._get(f"/api/traces/{trace_id}")
         if not body or not body.get("data"):
             return None
-        return _parse(body["data"][0])
+        trace = _parse(body["data"][0])
+        self.seen[trace_id] = trace
+        return trace
 
     def search(self, service, operation, lookback_us=3_600_000_000):
         now_us = int(time.time() * 1_000_000)

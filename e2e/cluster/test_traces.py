@@ -3,14 +3,16 @@ that crosses from the operator into the echo-server and down into the API server
 deletion into a cleanup trace. Tests in this module run in order."""
 
 import json
+import os
 import re
 import secrets
+import subprocess
 import time
 from typing import NamedTuple
 
 import pytest
 import yaml
-from conftest import API_SERVER, sample_objects
+from conftest import API_SERVER, ROOT, sample_objects
 
 OPERATOR = "echo-operator"
 ECHO = "echo-server"
@@ -165,6 +167,26 @@ def test_sample_reconciles_into_one_cross_process_trace(samples, jaeger, name):
     delay_ms = echo["spec"].get("delayMs", 0)
     server = trace.find(ECHO, f"PUT {ECHO_ROUTE}", kind="server", **{"http.response.status_code": 200})[0]
     assert server.duration_us >= delay_ms * 1000
+
+
+def test_the_trace_command_prints_a_samples_trace_as_a_tree(samples, kubectl, jaeger):
+    """e2e/trace --echo, as a person would run it: kubectl finds the trace id, Jaeger the
+    spans; the tree shows the operator's CLIENT call with the echo-server's SERVER span below."""
+    echo = samples["hello"]
+    reconcile_trace(jaeger, echo)  # all of it is in Jaeger
+    env = dict(os.environ, KUBECTL=kubectl.base[0])
+    result = subprocess.run(
+        [str(ROOT / "e2e" / "trace"), "--echo", "hello", "-n", echo["metadata"]["namespace"], "--jaeger", jaeger.url],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"trace {echo['status']['traceId']}:"), lines[0]
+    client = next(i for i, line in enumerate(lines) if line.startswith(OPERATOR) and f"PUT {ECHO_ROUTE}" in line)
+    server = lines[client + 1]
+    assert "CLIENT" in lines[client] and server.startswith(ECHO) and "SERVER" in server, result.stdout
+    assert server.index("PUT") > lines[client].index("PUT"), "the SERVER span is drawn below its CLIENT span"
+    assert any("reconcile Echo" in line and "INTERNAL" in line for line in lines), result.stdout
 
 
 @pytest.mark.parametrize("name", SAMPLES)

@@ -38,6 +38,18 @@ def tracing_config(endpoint):
     return yaml.safe_dump(config)
 
 
+def prometheus_config(operator, echo_server):
+    """Scrapes both programs' /metrics often, so a test sees an exemplar within seconds.
+    Prometheus asks for OpenMetrics first, the format that carries exemplars."""
+    job = lambda name, target: {"job_name": name, "static_configs": [{"targets": [target]}]}
+    return yaml.safe_dump(
+        {
+            "global": {"scrape_interval": "2s", "scrape_timeout": "1s"},
+            "scrape_configs": [job("echo-operator", operator), job("echo-server", echo_server)],
+        }
+    )
+
+
 def main(argv):
     command, *args = argv
     if command == "ports":
@@ -46,6 +58,8 @@ def main(argv):
         print(jaeger_config(), end="")
     elif command == "tracing-config":
         print(tracing_config(args[0]), end="")
+    elif command == "prometheus-config":
+        print(prometheus_config(*args), end="")
     else:
         raise SystemExit(f"unknown command {command!r}")
 
