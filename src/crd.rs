@@ -53,11 +53,12 @@ pub struct EchoSpec {
     pub message: String,
     /// Milliseconds the echo service waits before it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10000))]
+    // Kubernetes knows `int32`, not schemars' `uint32` (the API server warns about it).
+    #[schemars(range(min = 0, max = 10000), extend("format" = "int32"))]
     pub delay_ms: Option<u32>,
     /// The echo service answers 503 to the first N writes it receives for this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10))]
+    #[schemars(range(min = 0, max = 10), extend("format" = "int32"))]
     pub fail_first: Option<u32>,
 }
 

@@ -49,6 +49,46 @@ fn spec_validation_lives_in_the_schema() {
     );
 }
 
+/// Every `format` in the schema is one the API server knows; any other makes it warn on
+/// every apply of the CRD (k8s.io/apiextensions-apiserver's supported formats).
+#[test]
+fn every_format_is_one_kubernetes_recognises() {
+    fn formats(value: &Value, path: &str, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if let ("format", Value::String(format)) = (key.as_str(), child) {
+                        found.push((path.to_owned(), format.clone()));
+                    }
+                    formats(child, &format!("{path}.{key}"), found);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| formats(item, path, found)),
+            _ => {}
+        }
+    }
+    const KNOWN: &[&str] = &[
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+    ];
+    let mut found = Vec::new();
+    formats(&schema(), "", &mut found);
+    assert!(!found.is_empty());
+    let unknown: Vec<_> = found
+        .iter()
+        .filter(|(_, f)| !KNOWN.contains(&f.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "formats Kubernetes does not know: {unknown:?}"
+    );
+}
+
 #[test]
 fn names_subresource_and_columns() {
     let crd: Value = serde_yaml::from_str(COMMITTED).expect("CRD YAML");

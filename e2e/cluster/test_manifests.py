@@ -19,6 +19,7 @@ def test_manifest_passes_server_side_dry_run(kubectl, path):
     applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
     documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
     assert len(applied) == len(documents), result.stdout + result.stderr
+    assert "Warning" not in result.stderr, f"the API server warns about {path.name}: {result.stderr}"
 
 
 def echo(spec, name="invalid"):
