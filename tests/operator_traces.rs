@@ -602,12 +602,8 @@ async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
     let done = operator.wait_ready("default", "measured", "True").await;
     let trace_id = status_trace_id(&done);
 
-    let router = echo_operator::operator::health::router(
-        operator.readiness.clone(),
-        operator.ctx.liveness.clone(),
-        operator.ctx.metrics.clone(),
-        operator.ctx.links.clone(),
-    );
+    let router =
+        echo_operator::operator::health::router(operator.readiness.clone(), operator.ctx.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -643,6 +639,8 @@ async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
         "echo_operator_reconciles_total{result=\"success\",reason=\"Reconciled\"} 1",
         "echo_operator_watch_events_total{type=\"Apply\"}",
         "echo_operator_pending_trace_links ",
+        "echo_operator_tracked_objects{state=\"trace_links\"} 1",
+        "echo_operator_tracked_objects{state=\"backoff\"} 0",
         "echo_operator_reconciles_running 0",
         "echo_operator_otel_spans_exported_total ",
         "echo_operator_otel_spans_export_failed_total ",

@@ -49,6 +49,10 @@ struct Args {
     #[arg(long, env = "ECHO_HTTP_RETRIES", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(0..=10))]
     http_retries: u32,
+    /// Seconds one echo service call may take (objects may ask it to wait up to 10 s).
+    #[arg(long, env = "ECHO_TIMEOUT_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    echo_timeout_seconds: u64,
     /// Seconds between reconciles of a healthy object.
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(10..=86_400))]
@@ -169,6 +173,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     let stop = Stop::on(echo_operator::shutdown::signal());
     echo_operator::shutdown::exit_on_second_signal();
     let config = kube::Config::infer().await?;
+    let identity = identity();
     let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
     // Two clients: the watch is a long poll that must not time out, while every request a
     // reconcile makes is bounded.
@@ -196,11 +201,13 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
             args.echo_url.clone(),
             &RetryConfig {
                 max_retries: args.http_retries,
+                attempt_timeout: Duration::from_secs(args.echo_timeout_seconds),
                 ..RetryConfig::default()
             },
             extra_ca.as_deref(),
         )?
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_identity(&identity),
         recorder: EventRecorder::new(client.clone(), reporter),
         client,
         links: links.clone(),
@@ -221,7 +228,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
             addr: args.health_listen,
             source,
         })?;
-    let health_router = health::router(readiness.clone(), liveness, metrics, links);
+    let health_router = health::router(readiness.clone(), ctx.clone());
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, health_router).await {
             tracing::error!(error = %err, "health endpoint stopped");
@@ -242,7 +249,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
         let config = LeaseConfig::new(
             args.lease_namespace.clone(),
             args.lease_name.clone(),
-            identity(),
+            identity.clone(),
             Duration::from_secs(args.lease_duration_seconds),
         );
         let leases = Api::namespaced(ctx.client.clone(), &args.lease_namespace);

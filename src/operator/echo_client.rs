@@ -18,12 +18,14 @@ use super::error::Error;
 use super::metrics::Metrics;
 use crate::crd::EchoSpec;
 
-/// Bounded exponential backoff for transient failures (5xx, connection errors).
+/// Bounded exponential backoff for transient failures (5xx, connection errors), and how
+/// long one attempt may take.
 #[derive(Clone, Debug)]
 pub struct RetryConfig {
     pub max_retries: u32,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryConfig {
@@ -32,14 +34,14 @@ impl Default for RetryConfig {
             max_retries: 3,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            // The echo service may be asked to wait up to 10 s before it answers.
+            attempt_timeout: Duration::from_secs(15),
         }
     }
 }
 
 /// Longest echo answer read; the service's own answers are a few hundred bytes.
 pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
-/// One attempt may take this long: the echo service may be asked to wait up to 10 s.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the echo service answers to a successful `PUT`.
 #[derive(Clone, Debug, Deserialize)]
@@ -68,7 +70,10 @@ pub struct EchoClient {
     /// `url.template` of the echo resource, including the base URL's path.
     template: UrlTemplate,
     metrics: Option<Arc<Metrics>>,
+    user_agent: String,
 }
+
+const USER_AGENT: &str = concat!("echo-operator/", env!("CARGO_PKG_VERSION"));
 
 impl EchoClient {
     /// `extra_ca` is a PEM bundle trusted for `https://` URLs besides the system's roots.
@@ -80,8 +85,8 @@ impl EchoClient {
         crate::tls::install_crypto_provider();
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .timeout(ATTEMPT_TIMEOUT)
-            .user_agent(concat!("echo-operator/", env!("CARGO_PKG_VERSION")));
+            .timeout(retry.attempt_timeout)
+            .user_agent(USER_AGENT);
         if let Some(pem) = extra_ca {
             for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
                 http = http.add_root_certificate(certificate);
@@ -109,7 +114,15 @@ impl EchoClient {
             base,
             template,
             metrics: None,
+            user_agent: USER_AGENT.to_owned(),
         })
+    }
+
+    /// Names the replica in every request's User-Agent (`echo-operator/0.1.0 (pod)`), so the
+    /// echo service's spans and logs say which replica called.
+    pub fn with_identity(mut self, identity: &str) -> Self {
+        self.user_agent = format!("{USER_AGENT} ({identity})");
+        self
     }
 
     /// Records every call's duration and outcome in `metrics`.
@@ -200,7 +213,10 @@ impl EchoClient {
         method: &'static str,
     ) -> Result<reqwest::Response, Error> {
         let started = std::time::Instant::now();
-        let result = request.send().await;
+        let result = request
+            .header(reqwest::header::USER_AGENT, &self.user_agent)
+            .send()
+            .await;
         if let Some(metrics) = &self.metrics {
             let status = match &result {
                 Ok(response) => response.status().as_str().to_owned(),

@@ -8,8 +8,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use super::metrics::Metrics;
-use super::trace_links::TraceLinks;
+use super::metrics::Gauges;
+use super::reconcile::Context;
 
 /// Ready as a follower (it only waits to take over, and must not block a rolling update),
 /// or as the leader once its watch has listed every object once.
@@ -116,23 +116,20 @@ impl Drop for Running {
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
-pub fn router(
-    readiness: Readiness,
-    liveness: Liveness,
-    metrics: Arc<Metrics>,
-    links: Arc<TraceLinks>,
-) -> Router {
-    let running = liveness.clone();
+pub fn router(readiness: Readiness, ctx: Arc<Context>) -> Router {
+    let liveness = ctx.liveness.clone();
     let leading = readiness.clone();
     Router::new()
         .route(
             "/metrics",
             get(move || {
-                let registry = metrics.snapshot(
-                    links.pending_objects(),
-                    running.running(),
-                    leading.is_leading(),
-                );
+                let registry = ctx.metrics.snapshot(&Gauges {
+                    pending_trace_links: ctx.links.pending_objects(),
+                    trace_link_objects: ctx.links.tracked_objects(),
+                    backoff_objects: ctx.backoff.len(),
+                    running: ctx.liveness.running(),
+                    leading: leading.is_leading(),
+                });
                 async move { crate::metrics::render(&registry) }
             }),
         )

@@ -32,6 +32,27 @@ pub struct WatchEventLabels {
     pub r#type: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// `trace_links` (pending events, links, last reconcile) or `backoff` (failure counts).
+    pub state: &'static str,
+}
+
+/// What the gauges show, read from the operator's state at each scrape.
+pub struct Gauges {
+    pub pending_trace_links: usize,
+    /// Objects with trace-link state kept for them.
+    pub trace_link_objects: usize,
+    /// Objects with a failure count kept for their backoff.
+    pub backoff_objects: usize,
+    pub running: usize,
+    pub leading: bool,
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub struct Metrics {
     registry: Arc<Registry>,
     reconciles: Family<ResultLabels, Counter>,
@@ -39,6 +60,7 @@ pub struct Metrics {
     echo_call_seconds: ExemplarHistograms<EchoCallLabels>,
     watch_events: Family<WatchEventLabels, Counter>,
     pending_trace_links: Gauge,
+    tracked_objects: Family<StateLabels, Gauge>,
     reconciles_running: Gauge,
     leader: Gauge,
 }
@@ -79,6 +101,12 @@ impl Metrics {
             "Objects with watch events waiting to hand their trace to a reconcile",
             pending_trace_links.clone(),
         );
+        let tracked_objects = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "tracked_objects",
+            "Objects the operator keeps per-object state for, by kind of state; deleted objects leave none",
+            tracked_objects.clone(),
+        );
         let reconciles_running = Gauge::default();
         registry.register(
             "reconciles_running",
@@ -99,6 +127,7 @@ impl Metrics {
             echo_call_seconds,
             watch_events,
             pending_trace_links,
+            tracked_objects,
             reconciles_running,
             leader,
         }
@@ -146,18 +175,20 @@ impl Metrics {
             .inc();
     }
 
-    /// The registry, with the gauges read now.
-    pub fn snapshot(
-        &self,
-        pending_trace_links: usize,
-        running: usize,
-        leading: bool,
-    ) -> Arc<Registry> {
-        self.leader.set(i64::from(leading));
+    /// The registry, with the gauges set to `now`.
+    pub fn snapshot(&self, now: &Gauges) -> Arc<Registry> {
+        self.leader.set(i64::from(now.leading));
         self.pending_trace_links
-            .set(i64::try_from(pending_trace_links).unwrap_or(i64::MAX));
-        self.reconciles_running
-            .set(i64::try_from(running).unwrap_or(i64::MAX));
+            .set(gauge_value(now.pending_trace_links));
+        for (state, n) in [
+            ("trace_links", now.trace_link_objects),
+            ("backoff", now.backoff_objects),
+        ] {
+            self.tracked_objects
+                .get_or_create(&StateLabels { state })
+                .set(gauge_value(n));
+        }
+        self.reconciles_running.set(gauge_value(now.running));
         self.registry.clone()
     }
 }

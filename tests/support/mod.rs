@@ -197,6 +197,7 @@ impl OperatorOptions {
                 max_retries: 3,
                 min_backoff: Duration::from_millis(20),
                 max_backoff: Duration::from_millis(100),
+                ..RetryConfig::default()
             },
             error_backoff: Duration::from_millis(300),
             reconcile_timeout: Duration::from_secs(30),
