@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from jaeger import Jaeger  # noqa: E402
 from kube import Kubectl  # noqa: E402
-from trace_view import render  # noqa: E402
+from trace_report import print_traces_on_failure, pytest_runtest_makereport  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "deploy" / "samples").glob("*.yaml"))
@@ -35,30 +35,3 @@ def kubectl():
 @pytest.fixture(scope="session")
 def jaeger():
     return Jaeger(_required("JAEGER_URL"))
-
-
-@pytest.fixture(autouse=True)
-def print_traces_on_failure(request):
-    """A failing test prints, as trees, the traces it fetched by id (the same view as
-    e2e/trace): what Jaeger held is usually the quickest way to see what went wrong."""
-    if "jaeger" not in request.fixturenames:
-        yield
-        return
-    jaeger = request.getfixturevalue("jaeger")
-    jaeger.seen.clear()
-    yield
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed and jaeger.seen:
-        trees = "\n\n".join(render(trace) for trace in jaeger.seen.values())
-        report.sections.append(("traces this test fetched from Jaeger", trees))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    if call.when == "call":
-        item.report_call = outcome.get_result()
-
-
-def sample_objects():
-    return [(path, yaml.safe_load(path.read_text())) for path in SAMPLES]

@@ -105,6 +105,13 @@ class Jaeger:
                 return None
             raise
 
+    def services(self):
+        """The services Jaeger knows, or None while it does not answer."""
+        try:
+            return (self._get("/api/services") or {}).get("data") or []
+        except OSError:
+            return None
+
     def trace(self, trace_id):
         body = self._get(f"/api/traces/{trace_id}")
         if not body or not body.get("data"):
@@ -113,12 +120,14 @@ class Jaeger:
         self.seen[trace_id] = trace
         return trace
 
-    def search(self, service, operation, lookback_us=3_600_000_000):
+    def search(self, service, operation, lookback_us=3_600_000_000, tags=None, limit=200):
+        """Traces with a span of service/operation (carrying `tags`, if given)."""
         now_us = int(time.time() * 1_000_000)
-        body = self._get(
-            "/api/traces",
-            {"service": service, "operation": operation, "start": now_us - lookback_us, "end": now_us, "limit": 200},
-        )
+        params = {"service": service, "operation": operation, "start": now_us - lookback_us, "end": now_us,
+                  "limit": limit}
+        if tags:
+            params["tags"] = json.dumps(tags)
+        body = self._get("/api/traces", params)
         return [_parse(t) for t in (body or {}).get("data") or []]
 
     def linked_spans(self, service, operation, trace_id, span_id):

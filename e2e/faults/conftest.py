@@ -1,0 +1,75 @@
+"""Fixtures for the fault tests. They run only against a harness started by e2e/faults/run
+(echo-proxy in front of the echo-server, two operator replicas), because they stop, kill and
+restart its processes. Every test puts back what it broke, in a `finally`."""
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "cluster"))
+
+from harness import Harness  # noqa: E402
+from jaeger import Jaeger  # noqa: E402
+from kube import Kubectl  # noqa: E402
+from trace_report import print_traces_on_failure, pytest_runtest_makereport  # noqa: E402,F401
+
+GROUP = "echoes.tracing.example.com"
+
+
+@pytest.fixture(scope="session")
+def kubectl():
+    return Kubectl(os.environ["KUBECTL"], os.environ["KUBECONFIG"])
+
+
+@pytest.fixture(scope="session")
+def jaeger():
+    return Jaeger(os.environ["JAEGER_URL"])
+
+
+@pytest.fixture(scope="session")
+def harness(kubectl):
+    if not os.environ.get("E2E_OPERATOR_URLS", "").count(" "):
+        pytest.fail("the fault tests need the harness of e2e/faults/run (two operators, echo-proxy)", pytrace=False)
+    return Harness(kubectl)
+
+
+@pytest.fixture
+def namespace(kubectl):
+    """A namespace of the test's own, deleted afterwards with whatever is left in it."""
+    name = f"fault-{secrets.token_hex(4)}"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def manifest(namespace, name, **spec):
+    spec.setdefault("message", f"hello from {name}")
+    return json.dumps(
+        {
+            "apiVersion": "tracing.example.com/v1alpha1",
+            "kind": "Echo",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+def ready(echo):
+    """The Ready condition of an Echo as (status, reason), or None."""
+    for condition in ((echo or {}).get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Ready":
+            return condition["status"], condition["reason"]
+    return None
+
+
+def events_for(kubectl, namespace, name, reason):
+    """Events about the object with this reason, oldest first."""
+    items = kubectl.json("get", "events.events.k8s.io", "-n", namespace)["items"]
+    mine = [e for e in items if e["regarding"]["name"] == name and e["reason"] == reason]
+    return sorted(mine, key=lambda e: e.get("eventTime") or e["metadata"]["creationTimestamp"])
