@@ -1,12 +1,12 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config e2e up down
+.PHONY: test lint unit offline kind-config e2e faults up down
 
 VENV := target/venv
 
 ## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks,
 ## the kind config rendered by kind's own code, then the end-to-end run on a real API server
-## and a real Jaeger on loopback.
-test: lint unit offline kind-config e2e
+## and a real Jaeger on loopback, and the fault tests on a harness of their own.
+test: lint unit offline kind-config e2e faults
 
 lint:
 	cargo fmt --check
@@ -21,6 +21,10 @@ kind-config:
 
 e2e:
 	e2e/run
+
+## Faults injected for real (processes stopped, killed, paused, restarted) on the loopback harness.
+faults:
+	e2e/run --faults
 
 ## The main job without a cluster: the whole system on loopback, left running.
 up:

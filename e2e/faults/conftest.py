@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests. They run only against a harness started by e2e/faults/run
+"""Fixtures for the fault tests. They run only against the harness e2e/run --faults starts
 (echo-proxy in front of the echo-server, two operator replicas), because they stop, kill and
 restart its processes. Every test puts back what it broke, in a `finally`."""
 
@@ -35,7 +35,7 @@ def jaeger():
 @pytest.fixture(scope="session")
 def harness(kubectl):
     if not os.environ.get("E2E_OPERATOR_URLS", "").count(" "):
-        pytest.fail("the fault tests need the harness of e2e/faults/run (two operators, echo-proxy)", pytrace=False)
+        pytest.fail("the fault tests need the harness of e2e/run --faults (two operators, echo-proxy)", pytrace=False)
     return Harness(kubectl)
 
 

@@ -8,7 +8,7 @@ from conftest import manifest, ready
 from test_echo_down import wait_condition
 
 OPERATOR = "echo-operator"
-# e2e/faults/run: ECHO_TIMEOUT_SECONDS=3; the default ECHO_HTTP_RETRIES=3 (4 attempts).
+# e2e/run --faults: ECHO_TIMEOUT_SECONDS=3; the default ECHO_HTTP_RETRIES=3 (4 attempts).
 ATTEMPT_TIMEOUT = 3
 ATTEMPTS = 4
 

@@ -8,7 +8,7 @@ import time
 from conftest import manifest
 from harness import OPERATORS, POD_NAMES
 
-# LEASE_DURATION_SECONDS in e2e/faults/run.
+# LEASE_DURATION_SECONDS in e2e/run --faults.
 LEASE_SECONDS = 20
 ECHO_ROUTE = "PUT /v1/echoes/{namespace}/{name}"
 
