@@ -359,6 +359,54 @@ async fn traceparent_is_continued_and_a_malformed_one_ignored() {
         && s.parent_span_id.as_deref() == Some(server_span.span_id.as_str())));
 }
 
+/// `tracestate` and `baggage` a caller controls: 64 KiB of them, or garbage, are neither an
+/// error nor a reason to drop the caller's traceparent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_or_malformed_tracestate_and_baggage_still_continue_the_trace() {
+    let server = support::EchoServer::start();
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/echoes/default/hostile", server.url());
+    let huge_state = (0..4096)
+        .map(|i| format!("v{i}=abcdefghijkl"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let huge_baggage = (0..4096)
+        .map(|i| format!("k{i}=%E2%82%AC%E2%82%AC"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(huge_state.len() > 64 * 1024 && huge_baggage.len() > 64 * 1024);
+    let cases = [
+        (huge_state.as_str(), "k=v"),
+        ("k=v", huge_baggage.as_str()),
+        ("%%%,=,,\"x\"=y,UPPER=1", "=;;,=,%zz,k=%FF%FE"),
+        (",,,,", "k=v;;;;;;=,=="),
+    ];
+    for (i, (tracestate, baggage)) in cases.into_iter().enumerate() {
+        let caller_trace = format!("{:032x}", 0xabc0_0000_u128 + i as u128);
+        let response = client
+            .put(&url)
+            .header(
+                "traceparent",
+                format!("00-{caller_trace}-b7ad6b7169203331-01"),
+            )
+            .header("tracestate", tracestate)
+            .header("baggage", baggage)
+            .json(&json!({"message": "m"}))
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(response.status(), StatusCode::OK, "case {i}");
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["traceId"], caller_trace.as_str(), "case {i}");
+    }
+    let health = client
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
 #[test]
 fn exits_cleanly_on_sigterm_without_an_endpoint() {
     let server = support::EchoServer::start_with_env(&[]);

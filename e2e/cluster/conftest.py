@@ -35,3 +35,7 @@ def kubectl():
 @pytest.fixture(scope="session")
 def jaeger():
     return Jaeger(_required("JAEGER_URL"))
+
+
+def sample_objects():
+    return [(path, yaml.safe_load(path.read_text())) for path in SAMPLES]

@@ -23,6 +23,37 @@ const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// Series remembered at most; the oldest are forgotten first (a forgotten one is just
 /// published again as a new Event).
 const MAX_REMEMBERED: usize = 4096;
+/// The API server refuses an Event whose note is longer (bytes).
+const MAX_NOTE: usize = 1024;
+/// Nor may an object's name be longer, the Event's included.
+const MAX_NAME: usize = 253;
+
+/// An Event's note: `body (trace ID)`. A long body (an echoed message of 1024 multi-byte
+/// characters, say) is cut, never the trace id, which is what the note is for.
+pub fn note(body: &str, trace_id: Option<&str>) -> String {
+    let suffix = format!(" (trace {})", trace_id.unwrap_or("none"));
+    let room = MAX_NOTE.saturating_sub(suffix.len());
+    if body.len() <= room {
+        return format!("{body}{suffix}");
+    }
+    let mut end = room.saturating_sub('…'.len_utf8());
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…{suffix}", &body[..end])
+}
+
+/// `{object}.{nanoseconds in hex}`, unique per publish like `kubectl`'s own Event names,
+/// with the object's name cut so that the whole is still a valid name: an object named with
+/// all 253 characters allowed must get Events too.
+fn event_name(object: &str, now: jiff::Timestamp) -> String {
+    let suffix = format!("{:x}", now.as_nanosecond());
+    let room = MAX_NAME.saturating_sub(suffix.len() + 1);
+    // Names are DNS subdomains (ASCII); the part before the dot must end alphanumeric.
+    let prefix = object.get(..room.min(object.len())).unwrap_or("event");
+    let prefix = prefix.trim_end_matches(['.', '-']);
+    format!("{prefix}.{suffix}")
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SeriesKey {
@@ -143,8 +174,7 @@ impl EventRecorder {
             .unwrap_or(&self.reporter.controller);
         K8sEvent {
             metadata: ObjectMeta {
-                // Unique per publish, like `kubectl`'s own event names.
-                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+                name: Some(event_name(object, now)),
                 namespace: regarding.namespace.clone(),
                 ..ObjectMeta::default()
             },
@@ -178,5 +208,41 @@ fn type_name(type_: EventType) -> &'static str {
     match type_ {
         EventType::Normal => "Normal",
         EventType::Warning => "Warning",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn a_long_note_is_cut_before_the_trace_id() {
+        let body = format!("echo service replied {:?}", "€".repeat(1024));
+        let cut = note(&body, Some(TRACE));
+        assert!(cut.len() <= MAX_NOTE, "{} bytes", cut.len());
+        assert!(cut.ends_with(&format!("… (trace {TRACE})")), "{cut}");
+        assert_eq!(
+            note(&"x".repeat(10), Some(TRACE)),
+            format!("xxxxxxxxxx (trace {TRACE})")
+        );
+    }
+
+    #[test]
+    fn event_names_stay_valid_for_the_longest_object_names() {
+        let now = jiff::Timestamp::from_nanosecond(1_795_000_000_123_456_789).expect("time");
+        let suffix = format!(".{:x}", now.as_nanosecond());
+        let longest = format!("{}.{}", "a".repeat(200), "b-".repeat(26)); // 253 characters
+        assert_eq!(longest.len(), MAX_NAME);
+        let name = event_name(&longest, now);
+        assert!(name.len() <= MAX_NAME, "{} characters", name.len());
+        assert!(name.ends_with(&suffix));
+        let before_dot = name.trim_end_matches(&suffix);
+        assert!(
+            before_dot.ends_with(|c: char| c.is_ascii_alphanumeric()),
+            "{name}"
+        );
+        assert_eq!(event_name("hello", now), format!("hello{suffix}"));
     }
 }

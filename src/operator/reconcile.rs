@@ -16,7 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::echo_client::EchoClient;
 use super::error::Error;
-use super::events::{Event, EventRecorder, EventType};
+use super::events::{self, Event, EventRecorder, EventType};
 use super::health::Liveness;
 use super::metrics::Metrics;
 use super::status::{self, Outcome};
@@ -205,10 +205,9 @@ async fn apply(
                 report_failure(api, echo, ctx, &err, trace_id).await;
                 return Err(err);
             }
-            let note = format!(
-                "echo service replied {:?} (trace {})",
-                reply.reply,
-                trace_id.as_deref().unwrap_or("none")
+            let note = events::note(
+                &format!("echo service replied {:?}", reply.reply),
+                trace_id.as_deref(),
             );
             publish(
                 ctx,
@@ -251,19 +250,16 @@ async fn cleanup(
             annotation = SKIP_CLEANUP_ANNOTATION,
             "not calling the echo service: cleanup skipped on request"
         );
-        format!(
-            "cleanup of the echo service skipped by {SKIP_CLEANUP_ANNOTATION} (trace {})",
-            trace_id.unwrap_or("none")
+        events::note(
+            &format!("cleanup of the echo service skipped by {SKIP_CLEANUP_ANNOTATION}"),
+            trace_id,
         )
     } else {
         if let Err(err) = ctx.echo.delete(namespace, &name).await {
             report_failure(api, echo, ctx, &err, trace_id.map(str::to_owned)).await;
             return Err(err);
         }
-        format!(
-            "echo service forgot the message (trace {})",
-            trace_id.unwrap_or("none")
-        )
+        events::note("echo service forgot the message", trace_id)
     };
     // Published before the finalizer goes: afterwards the object may be gone.
     publish(ctx, echo, EventType::Normal, "Deleted", "Cleanup", note).await;
@@ -289,10 +285,7 @@ async fn report_failure(
     if let Err(status_err) = write_status(api, &echo.name_any(), &status).await {
         tracing::warn!(error = %status_err, "cannot record the failure in status");
     }
-    let note = format!(
-        "{message} (trace {})",
-        trace_id.as_deref().unwrap_or("none")
-    );
+    let note = events::note(&message, trace_id.as_deref());
     let action = if echo.metadata.deletion_timestamp.is_some() {
         "Cleanup"
     } else {
@@ -381,7 +374,7 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(status::truncate(&note, 1024)),
+        note: Some(note),
         action: action.to_owned(),
         secondary: None,
     };

@@ -78,7 +78,7 @@ pub fn apply_patch(status: &EchoStatus) -> serde_json::Value {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
-pub fn truncate(text: &str, max: usize) -> String {
+fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
