@@ -639,7 +639,8 @@ async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
         "echo_operator_reconciles_total{result=\"success\",reason=\"Reconciled\"} 1",
         "echo_operator_watch_events_total{type=\"Apply\"}",
         "echo_operator_pending_trace_links ",
-        "echo_operator_tracked_objects{state=\"trace_links\"} 1",
+        // The tests share one TraceLinks: other tests' objects count too.
+        "echo_operator_tracked_objects{state=\"trace_links\"} ",
         "echo_operator_tracked_objects{state=\"backoff\"} 0",
         "echo_operator_reconciles_running 0",
         "echo_operator_otel_spans_exported_total ",
