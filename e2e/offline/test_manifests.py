@@ -126,6 +126,27 @@ def test_rbac_has_no_wildcards_and_binds_the_operator():
     assert (sa["name"], sa["namespace"]) == (operator["serviceAccountName"], "echo-tracing")
 
 
+def test_only_the_operator_reaches_the_echo_api_and_scrapes_reach_the_metrics_port():
+    objects = all_objects()
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "echo-server")
+    pod = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "echo-server")
+    template = pod["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    container = template["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    rules = {r["ports"][0]["port"]: r.get("from") for r in policy["spec"]["ingress"]}
+    operator = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "echo-operator")
+    operator_labels = operator["spec"]["template"]["metadata"]["labels"]
+    # The API port: only pods carrying the operator's labels.
+    (source,) = rules[ports["http"]]
+    assert source["podSelector"]["matchLabels"].items() <= operator_labels.items() and "namespaceSelector" not in source
+    # The metrics port, which the scrape annotation names, from anywhere; nothing else is open.
+    assert rules[ports["metrics"]] is None and set(rules) == {ports["http"], ports["metrics"]}
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+    assert f"0.0.0.0:{ports['metrics']}" in container["args"]
+
+
 def test_kind_tracing_points_at_the_jaeger_service():
     kind = docs(ROOT / "deploy" / "kind" / "cluster.yaml")[0]
     tracing = docs(ROOT / "deploy" / "kind" / "apiserver-tracing.yaml")[0]

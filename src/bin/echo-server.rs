@@ -19,6 +19,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "ECHO_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Also serve /healthz and /metrics alone on this address (for scrapers a NetworkPolicy
+    /// keeps away from the API port).
+    #[arg(long, env = "ECHO_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Most echoes kept at once; writes of new keys past it get 507.
     #[arg(long, env = "ECHO_MAX_ENTRIES", default_value_t = store::DEFAULT_CAPACITY,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
@@ -51,6 +55,17 @@ async fn main() -> ExitCode {
             store: Arc::new(store::Store::with_capacity(args.max_entries)),
             metrics: Arc::new(EchoMetrics::new(&telemetry.span_counters())),
         };
+        if let Some(addr) = args.metrics_listen {
+            let ops = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(address = %ops.local_addr()?, "metrics listening");
+            let router = echo_operator::echo_server::ops_router(&service.metrics);
+            // Ends with the process: scrapes are short and nothing waits on them.
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(ops, router).await {
+                    tracing::error!(error = %err, "metrics endpoint stopped");
+                }
+            });
+        }
         let grace = Duration::from_secs(args.shutdown_grace_seconds);
         echo_operator::echo_server::serve(listener, service, shutdown, grace).await
     }

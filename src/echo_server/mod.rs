@@ -25,10 +25,10 @@ pub struct EchoService {
     pub metrics: Arc<EchoMetrics>,
 }
 
-/// The whole service. Only the API routes are traced and measured: health probes and
-/// scrapes would bury the traces people look for.
+/// The whole service on one port: the API and the operations routes. Only the API routes
+/// are traced and measured: health probes and scrapes would bury the traces people look for.
 pub fn router(service: EchoService) -> Router {
-    let registry = service.metrics.registry();
+    let ops = ops_router(&service.metrics);
     let api = Router::new()
         .route(
             "/v1/echoes/{namespace}/{name}",
@@ -43,6 +43,14 @@ pub fn router(service: EchoService) -> Router {
             http_trace::server_span,
         ))
         .with_state(service.store);
+    ops.merge(api).fallback(api::no_route)
+}
+
+/// `/healthz` and `/metrics`, for the kubelet and Prometheus. Also served alone on a port of
+/// their own (`--metrics-listen`), so that a NetworkPolicy can open it to scrapers while the
+/// API stays reachable only from the operator.
+pub fn ops_router(metrics: &Arc<EchoMetrics>) -> Router {
+    let registry = metrics.registry();
     Router::new()
         .route("/healthz", get(api::healthz))
         // Without it, a wrong method on /healthz or /metrics gets axum's empty 405.
@@ -54,7 +62,6 @@ pub fn router(service: EchoService) -> Router {
                 async move { crate::metrics::render(&registry) }
             }),
         )
-        .merge(api)
         .fallback(api::no_route)
 }
 
