@@ -1,12 +1,13 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config e2e faults up down
+.PHONY: test lint unit offline kind-config e2e faults bench bench-smoke up down
 
 VENV := target/venv
 
 ## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks,
 ## the kind config rendered by kind's own code, then the end-to-end run on a real API server
-## and a real Jaeger on loopback, and the fault tests on a harness of their own.
-test: lint unit offline kind-config e2e faults
+## and a real Jaeger on loopback, the fault tests on a harness of their own, and the
+## benchmark's smoke run (it fails on a failure or an incomplete trace, never on a timing).
+test: lint unit offline kind-config e2e faults bench-smoke
 
 lint:
 	cargo fmt --check
@@ -25,6 +26,14 @@ e2e:
 ## Faults injected for real (processes stopped, killed, paused, restarted) on the loopback harness.
 faults:
 	e2e/run --faults
+
+## What tracing costs: 1,000 objects, tracing off / exporting / collector unreachable,
+## interleaved, release builds; prints the table (target/bench/results.md).
+bench:
+	e2e/bench/run
+
+bench-smoke:
+	e2e/bench/run --smoke
 
 ## The main job without a cluster: the whole system on loopback, left running.
 up:

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""What tracing costs the operator, measured side by side on the loopback harness (e2e/up
+with E2E_APPS=0: etcd, kube-apiserver, Jaeger). Every round starts a fresh operator and
+echo-server in one of three modes (A tracing off, B exporting, C collector unreachable),
+interleaved A B C A B C …, and in a fresh namespace:
+
+  create  N Echo objects concurrently, until every one is Ready at generation 1
+  update  every object's spec once, until every one is Ready at generation 2
+  delete  every object, until every one is gone (finalizer removed)
+
+Latency is by this program's clock: from sending an object's request to seeing, in a watch,
+status.observedGeneration == metadata.generation with Ready=True. In mode B every create and
+update trace (status.traceId) is fetched from Jaeger and checked whole. Then the echo-server
+alone is loaded with wrk, tracing off and on, interleaved. Writes JSON and Markdown."""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+from kube_api import GROUP, KubeApi
+from load import run_wrk
+from programs import MODES, Program, free_port, http_get, metric_sum, telemetry_env
+from report import markdown, percentile, summarise
+from traces import EXPECTED, TraceChecker
+
+ROOT = Path(__file__).resolve().parents[2]
+VISIBILITY_SAMPLE = 20  # objects per B round whose time to show up in Jaeger is measured
+
+
+def ready_true(status):
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+class Tracker:
+    """Watches one namespace's Echo objects and notes, by time.monotonic(), when each became
+    Ready at each generation (with the trace its status names) and when it was gone."""
+
+    def __init__(self, api, namespace, on_ready=None):
+        self.ready = {}  # (name, generation) -> (seen at, status.traceId)
+        self.gone = {}  # name -> seen at
+        self.on_ready = on_ready
+        self.error = None
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+        path = f"{GROUP}/namespaces/{namespace}/echoes"
+        version = api.request("GET", path)["metadata"]["resourceVersion"]
+        self.thread = threading.Thread(target=self._watch, args=(api, path, version), daemon=True)
+        self.thread.start()
+
+    def _watch(self, api, path, version):
+        try:
+            api.watch(path, version, self._event, self.stop)
+        except Exception as error:  # reported by wait(), which the main thread is in
+            self.error = error
+            with self.changed:
+                self.changed.notify_all()
+
+    def _event(self, kind, obj):
+        now = time.monotonic()
+        name, generation = obj["metadata"]["name"], obj["metadata"].get("generation")
+        status = obj.get("status") or {}
+        with self.changed:
+            if kind == "DELETED":
+                self.gone.setdefault(name, now)
+            elif status.get("observedGeneration") == generation and ready_true(status):
+                if (name, generation) not in self.ready:
+                    self.ready[(name, generation)] = (now, status.get("traceId"))
+                    if self.on_ready:
+                        self.on_ready(name, generation, now, status.get("traceId"))
+            self.changed.notify_all()
+
+    def wait(self, what, done, timeout):
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.error or done(), timeout):
+                raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        if self.error:
+            raise RuntimeError(f"the watch failed: {self.error}")
+
+    def close(self):
+        self.stop.set()
+
+
+def fan_out(pool, request, names):
+    """Sends request(name) for every name on the pool; returns {name: when it was sent} and
+    the errors."""
+
+    def send(name):
+        sent = time.monotonic()
+        request(name)
+        return name, sent
+
+    sent, errors = {}, []
+    for future in concurrent.futures.as_completed([pool.submit(send, n) for n in names]):
+        try:
+            name, at = future.result()
+            sent[name] = at
+        except Exception as error:
+            errors.append(str(error))
+    return sent, errors
+
+
+def phase_result(sent, finished, started, reconciles):
+    seconds = max(finished[n] for n in sent) - started
+    latencies = [(finished[n] - sent[n]) * 1000 for n in sent]
+    return {
+        "seconds": seconds,
+        "objects_per_second": len(sent) / seconds,
+        "reconciles_per_second": reconciles / seconds,
+        "reconciles": reconciles,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.api = KubeApi(os.environ["KUBECONFIG"])
+        self.checker = TraceChecker(os.environ["JAEGER_URL"])
+        self.bin = Path(args.bin_dir)
+        self.logs = Path(args.out) / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.pool = concurrent.futures.ThreadPoolExecutor(args.clients)
+        # One thread per sampled object, so that no poll waits for a free worker.
+        self.watchers = concurrent.futures.ThreadPoolExecutor(VISIBILITY_SAMPLE + 1)
+
+    def start_echo_server(self, mode, label):
+        port = free_port()
+        env = {
+            "RUST_LOG": "info",
+            "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name=echo-tracing,k8s.pod.name=echo-server-{label}",
+            **telemetry_env(mode, os.environ["E2E_OTLP_HTTP"], "http/protobuf", free_port()),
+        }
+        program = Program(
+            f"echo-server {label}",
+            [str(self.bin / "echo-server"), "--listen", f"127.0.0.1:{port}"],
+            env,
+            self.logs / f"echo-server-{label}.log",
+        )
+        url = f"http://127.0.0.1:{port}"
+        program.wait_ready(f"{url}/healthz")
+        return program, url
+
+    def start_operator(self, mode, label, echo_url):
+        port = free_port()
+        env = {
+            "KUBECONFIG": os.environ["E2E_OPERATOR_KUBECONFIG"],
+            "POD_NAME": f"operator-{label}",
+            "POD_NAMESPACE": "echo-tracing",
+            "RUST_LOG": "info",
+            "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name=echo-tracing,k8s.pod.name=operator-{label}",
+            **telemetry_env(mode, os.environ["E2E_OTLP_GRPC"], "grpc", free_port()),
+        }
+        program = Program(
+            f"operator {label}",
+            [str(self.bin / "operator"), "--echo-url", echo_url, "--health-listen", f"127.0.0.1:{port}"],
+            env,
+            self.logs / f"operator-{label}.log",
+        )
+        url = f"http://127.0.0.1:{port}"
+        # Ready, and holding the Lease: the previous round's replica released it on SIGTERM.
+        program.wait_ready(f"{url}/metrics", ready=lambda text: metric_sum(text, "echo_operator_leader") == 1)
+        return program, url
+
+    def run_round(self, mode, index):
+        n, label = self.args.objects, f"{index}-{mode.lower()}"
+        namespace = f"bench-{label}"
+        self.api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": namespace}})
+        names = [f"echo-{i:05d}" for i in range(n)]
+        path = f"{GROUP}/namespaces/{namespace}/echoes"
+        sample = set(names[:: max(1, n // VISIBILITY_SAMPLE)][:VISIBILITY_SAMPLE])
+        visibility = []
+
+        def on_ready(name, generation, at, trace_id):
+            if mode == "B" and generation == 1 and name in sample and trace_id:
+                visibility.append(self.watchers.submit(self.checker.seconds_until_complete, trace_id, at))
+
+        echo, echo_url = self.start_echo_server(mode, label)
+        operator, operator_url = self.start_operator(mode, label, echo_url)
+        tracker = Tracker(self.api, namespace, on_ready)
+        timeout = max(120, n // 2)
+        result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
+        try:
+            def reconciles(**labels):
+                return metric_sum(http_get(f"{operator_url}/metrics"), "echo_operator_reconciles_total", **labels)
+
+            def measure(phase, request, done):
+                before = reconciles()
+                started = time.monotonic()
+                sent, errors = fan_out(self.pool, request, names)
+                result["errors"] += [f"{phase}: {e}" for e in errors]
+                tracker.wait(f"{phase} of {n} objects", lambda: done(sent), timeout)
+                return sent, started, reconciles() - before
+
+            def create(name):
+                body = {"apiVersion": "tracing.example.com/v1alpha1", "kind": "Echo",
+                        "metadata": {"name": name}, "spec": {"message": f"created {name}"}}
+                self.api.request("POST", path, body)
+
+            def update(name):
+                self.api.request("PATCH", f"{path}/{name}", {"spec": {"message": f"updated {name}"}},
+                                 "application/merge-patch+json")
+
+            for phase, request, generation in (("create", create, 1), ("update", update, 2)):
+                sent, started, count = measure(
+                    phase, request, lambda sent, g=generation: all((x, g) in tracker.ready for x in sent))
+                finished = {x: tracker.ready[(x, generation)][0] for x in sent}
+                result[phase] = phase_result(sent, finished, started, count)
+
+            sent, started, count = measure(
+                "delete", lambda name: self.api.request("DELETE", f"{path}/{name}"),
+                lambda sent: all(x in tracker.gone for x in sent))
+            result["delete"] = phase_result(sent, tracker.gone, started, count)
+            result["reconcile_errors"] = reconciles(result="error")
+
+            if mode == "B":
+                trace_ids = [t for (_, _), (_, t) in tracker.ready.items() if t]
+                expected, found, incomplete = self.checker.completeness(trace_ids)
+                result["traces"] = {"checked": len(trace_ids), "spans_expected": expected, "spans_found": found,
+                                    "incomplete": dict(list(incomplete.items())[:20])}
+                if len(trace_ids) != 2 * n:
+                    result["errors"].append(f"{2 * n - len(trace_ids)} Ready statuses named no trace")
+                seconds = [f.result() for f in visibility]
+                result["seconds_to_jaeger"] = [s for s in seconds if s is not None]
+                if None in seconds:
+                    result["errors"].append(f"{seconds.count(None)} sampled traces never complete in Jaeger")
+
+            time.sleep(1.5)  # the last batch (0.5 s delay) leaves before the counters are read
+            for program, url, prefix, key in ((operator, operator_url, "echo_operator", "operator"),
+                                              (echo, echo_url, "echo_server", "echo_server")):
+                text = http_get(f"{url}/metrics")
+                spans = {k: metric_sum(text, f"{prefix}_otel_spans_{k}_total")
+                         for k in ("ended", "exported", "export_failed")}
+                result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
+                               "spans": spans}
+        finally:
+            tracker.close()
+            operator.stop()
+            echo.stop()
+            self.api.request("DELETE", f"/api/v1/namespaces/{namespace}")
+        return result
+
+    def echo_load(self):
+        """wrk against the echo-server alone: off (A) and exporting (B), interleaved."""
+        runs = []
+        for index in range(1, self.args.load_rounds + 1):
+            for mode in ("A", "B"):
+                program, url = self.start_echo_server(mode, f"load-{index}-{mode.lower()}")
+                try:
+                    run = run_wrk(url, self.args.load_seconds)
+                    run.update(mode=mode, round=index, cpu_seconds=program.cpu_seconds(),
+                               peak_rss_mib=program.peak_rss_mib())
+                    runs.append(run)
+                    print(f"bench: echo load {mode} round {index}: {run['requests_per_second']:.0f} req/s, "
+                          f"p99 {run['p99_ms']:.2f} ms", file=sys.stderr)
+                finally:
+                    program.stop()
+        return runs
+
+
+def machine():
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.machine())
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "cpu": model,
+            "kernel": platform.release()}
+
+
+def problems(results):
+    """What went wrong, as opposed to what was slow: the smoke run fails on any of these."""
+    found = []
+    for r in results["rounds"]:
+        where = f"round {r['round']} mode {r['mode']}"
+        found += [f"{where}: {e}" for e in r["errors"]]
+        if r.get("reconcile_errors"):
+            found.append(f"{where}: {r['reconcile_errors']:.0f} reconciles failed")
+        traces = r.get("traces")
+        if traces and traces["spans_found"] != traces["spans_expected"]:
+            found.append(f"{where}: {traces['spans_expected'] - traces['spans_found']} spans missing from Jaeger: "
+                         f"{traces['incomplete']}")
+    for run in results["echo_load"]:
+        if run["errors"]:
+            found.append(f"echo load {run['mode']} round {run['round']}: {run['errors']} failed requests")
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=1000, help="Echo objects per round (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of A B C (default 3)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
+    parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk off/on (default 3)")
+    parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
+    parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    args = parser.parse_args()
+
+    bench = Bench(args)
+    results = {"machine": machine(), "objects": args.objects, "rounds": [], "modes": MODES,
+               "binaries": args.bin_dir, "expected_spans_per_trace": list(EXPECTED)}
+    for index in range(1, args.rounds + 1):
+        for mode in MODES:
+            print(f"bench: round {index} mode {mode} ({MODES[mode]}), {args.objects} objects", file=sys.stderr)
+            r = bench.run_round(mode, index)
+            results["rounds"].append(r)
+            print(f"bench:   create {r['create']['seconds']:.1f}s, update {r['update']['seconds']:.1f}s, "
+                  f"delete {r['delete']['seconds']:.1f}s, operator peak RSS {r['operator']['peak_rss_mib']:.1f} MiB",
+                  file=sys.stderr)
+    results["echo_load"] = bench.echo_load()
+    results["summary"] = summarise(results)
+    results["problems"] = problems(results)
+
+    out = Path(args.out)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (out / "results.md").write_text(table)
+    print(table)
+    print(f"bench: results in {out / 'results.json'} and {out / 'results.md'}", file=sys.stderr)
+    if results["problems"]:
+        print("bench: FAILED:\n  " + "\n  ".join(results["problems"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

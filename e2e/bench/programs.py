@@ -1,0 +1,116 @@
+"""The operator and the echo-server as the benchmark runs them: started fresh for every round
+with the telemetry settings of its mode, measured from /proc, stopped before the next."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+# Mode -> what it means; the letters are the issue's and the report's.
+MODES = {
+    "A": "tracing off (OTEL_SDK_DISABLED=true, no endpoint)",
+    "B": "tracing on, 100% sampled, exporting to Jaeger",
+    "C": "tracing on, collector unreachable (closed port)",
+}
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def telemetry_env(mode, endpoint, protocol, closed_port):
+    """The OTEL_* variables of a mode. B and C differ only in where the exporter points; the
+    0.5 s batch delay is deploy/'s (the SDK's default of 5 s delays every trace by that)."""
+    if mode == "A":
+        return {"OTEL_SDK_DISABLED": "true"}
+    target = endpoint if mode == "B" else f"127.0.0.1:{closed_port}"
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{target}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+class Program:
+    """One process in its own session, its output in a log file."""
+
+    def __init__(self, name, argv, env, log_path):
+        self.name = name
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, url, timeout=60, ready=lambda body: True):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if ready(http_get(url)):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} was not ready at {url} within {timeout}s; see {self.log_path}")
+
+    def cpu_seconds(self):
+        """User plus system CPU time so far (fields 14 and 15 of /proc/PID/stat)."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def peak_rss_mib(self):
+        """The kernel's high-water mark of resident memory (VmHWM) since the process started."""
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmHWM for {self.name}")
+
+    def stop(self, grace=10):
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def metric_sum(text, name, **labels):
+    """The sum of every sample of `name` whose labels include `labels`, from a Prometheus
+    or OpenMetrics text exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, rest = line.partition(" ")
+        metric, _, label_text = series.partition("{")
+        if metric != name:
+            continue
+        found = dict(
+            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+        )
+        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(rest.split()[0])
+    return total

@@ -1,0 +1,130 @@
+"""The benchmark's own arithmetic and parsing (e2e/bench), checked without a cluster: what it
+reads from wrk, from a metrics exposition and from a Jaeger trace decides every figure it
+reports, and the smoke run in `make test` only shows that it runs."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "e2e" / "bench"))
+
+from load import parse  # noqa: E402
+from programs import metric_sum, telemetry_env  # noqa: E402
+from report import percentile  # noqa: E402
+from traces import EXPECTED, missing  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "e2e" / "cluster"))
+from jaeger import Span, Trace  # noqa: E402
+
+WRK = """Running 2s test @ http://127.0.0.1:4000
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   812.33us  201.10us   5.20ms   90.12%
+    Req/Sec    19.71k     1.02k   21.03k    80.00%
+  Latency Distribution
+     50%  780.00us
+     75%  850.00us
+     90%    1.01ms
+     99%    1.50s
+  39422 requests in 2.00s, 5.99MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  19707.31
+Transfer/sec:      2.99MB
+"""
+
+
+def test_wrk_output_is_read_in_milliseconds_with_every_failure_counted():
+    result = parse(WRK)
+    assert result["requests_per_second"] == pytest.approx(19707.31)
+    assert result["p50_ms"] == pytest.approx(0.78)
+    assert result["p90_ms"] == pytest.approx(1.01)
+    assert result["p99_ms"] == pytest.approx(1500.0)
+    assert result["errors"] == 4 + 2 + 1
+
+
+def test_wrk_output_without_figures_is_an_error_not_a_zero():
+    with pytest.raises(RuntimeError, match="cannot read"):
+        parse("unable to connect to 127.0.0.1:4000 Connection refused\n")
+
+
+EXPOSITION = """# TYPE echo_operator_reconciles counter
+echo_operator_reconciles_total{result="success",reason="Reconciled"} 40
+echo_operator_reconciles_total{result="error",reason="EchoUnreachable"} 2
+echo_operator_reconciles_created{result="success",reason="Reconciled"} 1795578004.35
+echo_operator_reconcile_duration_seconds_bucket{le="0.005",result="success",reason="Reconciled"} 1 # {trace_id="31fc"} 0.004 1795578004.35
+echo_operator_leader 1
+# EOF
+"""
+
+
+def test_metric_sum_adds_the_series_that_carry_the_labels_asked_for():
+    assert metric_sum(EXPOSITION, "echo_operator_reconciles_total") == 42
+    assert metric_sum(EXPOSITION, "echo_operator_reconciles_total", result="error") == 2
+    assert metric_sum(EXPOSITION, "echo_operator_reconciles_total", result="none") == 0
+    assert metric_sum(EXPOSITION, "echo_operator_leader") == 1
+    # The exemplar after '#' is not the value; a longer name with the same prefix is not it.
+    assert metric_sum(EXPOSITION, "echo_operator_reconcile_duration_seconds_bucket") == 1
+    assert metric_sum(EXPOSITION, "echo_operator_reconciles") == 0
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7], 95) == 7
+    assert percentile([3, 1, 2], 50) == 2
+
+
+def test_modes_differ_only_in_their_telemetry_settings():
+    assert telemetry_env("A", "127.0.0.1:4317", "grpc", 9) == {"OTEL_SDK_DISABLED": "true"}
+    exporting = telemetry_env("B", "127.0.0.1:4317", "grpc", 9)
+    unreachable = telemetry_env("C", "127.0.0.1:4317", "grpc", 9)
+    assert exporting["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
+    assert unreachable["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:9"
+    assert {k: v for k, v in exporting.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"} == {
+        k: v for k, v in unreachable.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"
+    }
+
+
+def _span(service, name, kind=None, **tags):
+    return Span(service, name, name, None, dict(tags, **({"span.kind": kind} if kind else {})), 0, 1)
+
+
+WHOLE = [
+    _span("echo-operator", "watch Echo Apply", "consumer"),
+    _span("echo-operator", "reconciling object"),
+    _span("echo-operator", "reconcile Echo"),
+    _span("echo-operator", "PUT", "client", **{"http.request.method": "PUT",
+                                                "url.full": "http://e:8080/v1/echoes/ns/a"}),
+    _span("echo-server", "PUT /v1/echoes/{namespace}/{name}", "server"),
+    _span("echo-server", "store write"),
+    _span("echo-operator", "write status"),
+    _span("echo-operator", "PATCH /apis/tracing.example.com/v1alpha1/namespaces/{namespace}/echoes/{name}/status",
+          "client"),
+]
+
+
+def test_a_whole_reconcile_trace_misses_nothing():
+    assert missing(Trace("t", WHOLE)) == []
+    assert len(EXPECTED) == len(WHOLE)
+
+
+@pytest.mark.parametrize("index", range(len(WHOLE)))
+def test_each_missing_span_is_named(index):
+    spans = WHOLE[:index] + WHOLE[index + 1:]
+    assert missing(Trace("t", spans)) == [list(EXPECTED)[index]]
+
+
+def test_a_trace_jaeger_does_not_have_misses_everything():
+    assert missing(None) == list(EXPECTED)
+
+
+def test_a_put_to_the_api_server_is_not_the_echo_call():
+    api_put = _span("echo-operator", "PUT", "client", **{"http.request.method": "PUT",
+                                                          "url.full": "https://api/apis/x"})
+    spans = [s for s in WHOLE if "url.full" not in s.tags] + [api_put]
+    assert missing(Trace("t", spans)) == ["echo CLIENT"]
