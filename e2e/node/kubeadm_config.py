@@ -62,6 +62,8 @@ def main(version, node_ip, cri_socket):
         "cgroupDriver": "cgroupfs",  # no systemd here
         "containerRuntimeEndpoint": cri_socket,
         "failSwapOn": False,
+        # This machine has cgroup v1, which the kubelet refuses by default since 1.35.
+        "failCgroupV1": False,
         "podCIDR": "10.244.0.0/24",
     }
     proxy = {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration", "mode": "iptables",
