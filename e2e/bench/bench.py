@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kube_api import GROUP, KubeApi
 from load import run_wrk
-from programs import MODES, Program, free_port, http_get, metric_sum, telemetry_env
+from programs import MODES, Program, free_port, harness_cpu, http_get, metric_sum, telemetry_env
 from report import markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
@@ -125,6 +125,7 @@ class Bench:
         self.api = KubeApi(os.environ["KUBECONFIG"])
         self.checker = TraceChecker(os.environ["JAEGER_URL"])
         self.bin = Path(args.bin_dir)
+        self.state = os.environ["E2E_STATE_DIR"]
         self.logs = Path(args.out) / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pool = concurrent.futures.ThreadPoolExecutor(args.clients)
@@ -187,6 +188,7 @@ class Bench:
         operator, operator_url = self.start_operator(mode, label, echo_url)
         tracker = Tracker(self.api, namespace, on_ready)
         timeout = max(120, n // 2)
+        harness_before = harness_cpu(self.state)
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
         try:
             def reconciles(**labels):
@@ -241,6 +243,7 @@ class Bench:
                          for k in ("ended", "exported", "export_failed")}
                 result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
                                "spans": spans}
+            result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
         finally:
             tracker.close()
             operator.stop()
@@ -255,9 +258,12 @@ class Bench:
             for mode in ("A", "B"):
                 program, url = self.start_echo_server(mode, f"load-{index}-{mode.lower()}")
                 try:
+                    jaeger_before = harness_cpu(self.state, ["jaeger"])["jaeger"]
                     run = run_wrk(url, self.args.load_seconds)
-                    run.update(mode=mode, round=index, cpu_seconds=program.cpu_seconds(),
-                               peak_rss_mib=program.peak_rss_mib())
+                    cpu = program.cpu_seconds()
+                    run.update(mode=mode, round=index, cpu_seconds=cpu, peak_rss_mib=program.peak_rss_mib(),
+                               cpu_us_per_request=cpu / run["requests"] * 1e6,
+                               jaeger_cpu_seconds=harness_cpu(self.state, ["jaeger"])["jaeger"] - jaeger_before)
                     runs.append(run)
                     print(f"bench: echo load {mode} round {index}: {run['requests_per_second']:.0f} req/s, "
                           f"p99 {run['p99_ms']:.2f} ms", file=sys.stderr)

@@ -23,11 +23,13 @@ def parse(output):
             result["requests_per_second"] = float(line.split()[1])
         elif m := re.fullmatch(r"(50|90|99)(?:\.000)?%\s+(\S+)", line):
             result[f"p{m.group(1)}_ms"] = _ms(m.group(2))
+        elif m := re.fullmatch(r"(\d+) requests in .*", line):
+            result["requests"] = int(m.group(1))
         elif line.startswith("Non-2xx or 3xx responses:"):
             result["errors"] += int(line.split(":")[1])
         elif line.startswith("Socket errors:"):
             result["errors"] += sum(int(n) for n in re.findall(r"\d+", line))
-    if "requests_per_second" not in result or "p99_ms" not in result:
+    if not {"requests_per_second", "p99_ms", "requests"} <= result.keys():
         raise RuntimeError(f"cannot read wrk's output:\n{output}")
     return result
 

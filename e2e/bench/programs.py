@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 # Mode -> what it means; the letters are the issue's and the report's.
 MODES = {
@@ -43,6 +44,19 @@ def http_get(url, timeout=5):
         return response.read().decode()
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def harness_cpu(state_dir, names=("kube-apiserver", "etcd", "jaeger")):
+    """CPU seconds so far of the harness's own processes (e2e/up records their pids; each
+    command execs the program, so the pid is the program's)."""
+    return {name: cpu_seconds(int(Path(state_dir, "pids", f"{name}.pid").read_text())) for name in names}
+
+
 class Program:
     """One process in its own session, its output in a log file."""
 
@@ -73,10 +87,7 @@ class Program:
         raise RuntimeError(f"{self.name} was not ready at {url} within {timeout}s; see {self.log_path}")
 
     def cpu_seconds(self):
-        """User plus system CPU time so far (fields 14 and 15 of /proc/PID/stat)."""
-        with open(f"/proc/{self.process.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_seconds(self.process.pid)
 
     def peak_rss_mib(self):
         """The kernel's high-water mark of resident memory (VmHWM) since the process started."""

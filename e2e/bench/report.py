@@ -20,6 +20,9 @@ ROWS = [
     ("operator: peak RSS (MiB)", ("operator", "peak_rss_mib"), 1),
     ("echo-server: CPU seconds", ("echo_server", "cpu_seconds"), 1),
     ("echo-server: peak RSS (MiB)", ("echo_server", "peak_rss_mib"), 1),
+    ("kube-apiserver: CPU seconds", ("harness_cpu_seconds", "kube-apiserver"), 1),
+    ("etcd: CPU seconds", ("harness_cpu_seconds", "etcd"), 1),
+    ("Jaeger: CPU seconds", ("harness_cpu_seconds", "jaeger"), 1),
     ("operator: spans ended", ("operator", "spans", "ended"), 0),
     ("operator: spans exported", ("operator", "spans", "exported"), 0),
     ("operator: spans not exported (dropped or refused)", ("operator", "spans", "lost"), 0),
@@ -68,8 +71,9 @@ def summarise(results):
     for mode in ("A", "B"):
         runs = [run for run in results["echo_load"] if run["mode"] == mode]
         if runs:
-            load[mode] = {k: _spread([run[k] for run in runs]) for k in ("requests_per_second", "p50_ms", "p99_ms",
-                                                                         "cpu_seconds")}
+            load[mode] = {k: _spread([run[k] for run in runs])
+                          for k in ("requests_per_second", "p50_ms", "p99_ms", "cpu_us_per_request",
+                                    "jaeger_cpu_seconds")}
     summary["echo_load"] = load
     return summary
 
@@ -124,7 +128,8 @@ def markdown(results):
             f"{_ratio(rps['A']['median'], rps['B']['median'])} |",
         ]
         for key, label in (("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
-                           ("cpu_seconds", "server CPU seconds")):
+                           ("cpu_us_per_request", "echo-server CPU per request (µs)"),
+                           ("jaeger_cpu_seconds", "Jaeger CPU seconds during the run")):
             lines.append(f"| {label} | {_cell(load['A'][key], 2)} | {_cell(load['B'][key], 2)} | "
                          f"{_ratio(load['A'][key]['median'], load['B'][key]['median'])} |")
     return "\n".join(lines) + "\n"

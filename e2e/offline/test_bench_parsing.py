@@ -42,6 +42,7 @@ def test_wrk_output_is_read_in_milliseconds_with_every_failure_counted():
     assert result["p50_ms"] == pytest.approx(0.78)
     assert result["p90_ms"] == pytest.approx(1.01)
     assert result["p99_ms"] == pytest.approx(1500.0)
+    assert result["requests"] == 39422
     assert result["errors"] == 4 + 2 + 1
 
 
