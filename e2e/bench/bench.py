@@ -261,6 +261,10 @@ class Bench:
                     jaeger_before = harness_cpu(self.state, ["jaeger"])["jaeger"]
                     run = run_wrk(url, self.args.load_seconds)
                     cpu = program.cpu_seconds()
+                    time.sleep(1.5)  # the last batch leaves before the span counters are read
+                    text = http_get(f"{url}/metrics")
+                    run["spans"] = {k: metric_sum(text, f"echo_server_otel_spans_{k}_total")
+                                    for k in ("ended", "exported", "export_failed")}
                     run.update(mode=mode, round=index, cpu_seconds=cpu, peak_rss_mib=program.peak_rss_mib(),
                                cpu_us_per_request=cpu / run["requests"] * 1e6,
                                jaeger_cpu_seconds=harness_cpu(self.state, ["jaeger"])["jaeger"] - jaeger_before)

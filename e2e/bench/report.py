@@ -68,12 +68,14 @@ def summarise(results):
                                   "max": max(seconds) if seconds else None},
         }
     load = {}
+    for run in results["echo_load"]:
+        run["spans_lost"] = run["spans"]["ended"] - run["spans"]["exported"]
     for mode in ("A", "B"):
         runs = [run for run in results["echo_load"] if run["mode"] == mode]
         if runs:
             load[mode] = {k: _spread([run[k] for run in runs])
                           for k in ("requests_per_second", "p50_ms", "p99_ms", "cpu_us_per_request",
-                                    "jaeger_cpu_seconds")}
+                                    "jaeger_cpu_seconds", "spans_lost")}
     summary["echo_load"] = load
     return summary
 
@@ -129,7 +131,8 @@ def markdown(results):
         ]
         for key, label in (("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
                            ("cpu_us_per_request", "echo-server CPU per request (µs)"),
-                           ("jaeger_cpu_seconds", "Jaeger CPU seconds during the run")):
+                           ("jaeger_cpu_seconds", "Jaeger CPU seconds during the run"),
+                           ("spans_lost", "spans not exported (queue full: dropped)")):
             lines.append(f"| {label} | {_cell(load['A'][key], 2)} | {_cell(load['B'][key], 2)} | "
                          f"{_ratio(load['A'][key]['median'], load['B'][key]['median'])} |")
     return "\n".join(lines) + "\n"
