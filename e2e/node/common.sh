@@ -54,6 +54,6 @@ node_stop() {
 start_docker() {
     [[ -S "$DOCKER_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1 && return 0
     node_start dockerd dockerd --data-root "$NODE_DIR/docker" --exec-root "$NODE_RUN/docker-exec" \
-        --host "unix://$DOCKER_SOCK" --pidfile "$NODE_RUN/docker.pid" --iptables=false --bridge=none
+        --host "unix://$DOCKER_SOCK" --pidfile "$NODE_RUN/docker.pid" --iptables=false --ip-forward=false --bridge=none
     wait_for dockerd 60 "${DOCKER[@]}" info
 }
