@@ -1,13 +1,14 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config e2e faults bench bench-smoke up down
+.PHONY: test lint unit offline kind-config e2e faults bench bench-smoke node node-or-skip up down
 
 VENV := target/venv
 
 ## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks,
 ## the kind config rendered by kind's own code, then the end-to-end run on a real API server
-## and a real Jaeger on loopback, the fault tests on a harness of their own, and the
-## benchmark's smoke run (it fails on a failure or an incomplete trace, never on a timing).
-test: lint unit offline kind-config e2e faults bench-smoke
+## and a real Jaeger on loopback, the fault tests on a harness of their own, the
+## benchmark's smoke run (it fails on a failure or an incomplete trace, never on a timing),
+## and the node mode (as root; skipped loudly otherwise).
+test: lint unit offline kind-config e2e faults bench-smoke node-or-skip
 
 lint:
 	cargo fmt --check
@@ -34,6 +35,14 @@ bench:
 
 bench-smoke:
 	e2e/bench/run --smoke
+
+## The user's path for real: images from the Dockerfile, kubeadm with the kind patch, a kubelet
+## on containerd, deploy/ applied unchanged, the cluster tests, teardown. Needs root.
+node:
+	e2e/node/run
+
+node-or-skip:
+	e2e/node/run --or-skip
 
 ## The main job without a cluster: the whole system on loopback, left running.
 up:

@@ -13,7 +13,7 @@ CONTAINERD_SOCK="$NODE_RUN/containerd.sock"
 DOCKER=(/usr/bin/docker --host "unix://$DOCKER_SOCK")
 
 # The Debian packages the node mode runs (installed by e2e/node/up when missing, as root).
-NODE_PACKAGES=(docker.io containerd runc debootstrap containernetworking-plugins iptables conntrack)
+NODE_PACKAGES=(docker.io containerd runc debootstrap containernetworking-plugins iptables conntrack iproute2)
 
 need_root() { (($(id -u) == 0)) || die "the node mode runs daemons, mounts and network namespaces: run it as root"; }
 
