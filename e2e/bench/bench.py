@@ -185,12 +185,18 @@ class Bench:
                 visibility.append(self.watchers.submit(self.checker.seconds_until_complete, trace_id, at))
 
         echo, echo_url = self.start_echo_server(mode, label)
-        operator, operator_url = self.start_operator(mode, label, echo_url)
-        tracker = Tracker(self.api, namespace, on_ready)
+        try:
+            operator, operator_url = self.start_operator(mode, label, echo_url)
+        except BaseException:
+            echo.stop()
+            raise
         timeout = max(120, n // 2)
         harness_before = harness_cpu(self.state)
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
+        tracker = None
         try:
+            tracker = Tracker(self.api, namespace, on_ready)
+
             def reconciles(**labels):
                 return metric_sum(http_get(f"{operator_url}/metrics"), "echo_operator_reconciles_total", **labels)
 
@@ -245,7 +251,8 @@ class Bench:
                                "spans": spans}
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
         finally:
-            tracker.close()
+            if tracker:
+                tracker.close()
             operator.stop()
             echo.stop()
             self.api.request("DELETE", f"/api/v1/namespaces/{namespace}")

@@ -84,6 +84,7 @@ class Program:
             except OSError:
                 pass
             time.sleep(0.2)
+        self.stop()
         raise RuntimeError(f"{self.name} was not ready at {url} within {timeout}s; see {self.log_path}")
 
     def cpu_seconds(self):
