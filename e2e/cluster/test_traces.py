@@ -53,10 +53,13 @@ def api_patch(trace, step, route):
 
 
 def complete(trace, flow):
-    """Whether every span the assertions need has reached Jaeger (they arrive in batches)."""
+    """Whether every span the assertions need has reached Jaeger (they arrive in batches, and
+    a parent ends, so is exported, after its children: every parent must be there too, but
+    the watch event's, which may be the applier's span in another process)."""
     steps = trace.find(OPERATOR, flow.step)
     return (
-        trace.find(ECHO, flow.internal)
+        all(s.parent_id is None or s.parent_id in trace.by_id or s.kind == "consumer" for s in trace.spans)
+        and trace.find(ECHO, flow.internal)
         and len(steps) == 1
         and api_patch(trace, steps[0], flow.route)
         and all(s.tags.get("http.response.status_code") for s in echo_calls(trace, flow.method))
