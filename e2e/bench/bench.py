@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kube_api import GROUP, KubeApi
 from load import run_wrk
-from programs import MODES, Program, free_port, harness_cpu, http_get, metric_sum, telemetry_env
+from programs import MODES, Program, free_port, harness_cpu, http_get, metric_sum, span_counters, telemetry_env
 from report import markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
@@ -244,11 +244,8 @@ class Bench:
             time.sleep(1.5)  # the last batch (0.5 s delay) leaves before the counters are read
             for program, url, prefix, key in ((operator, operator_url, "echo_operator", "operator"),
                                               (echo, echo_url, "echo_server", "echo_server")):
-                text = http_get(f"{url}/metrics")
-                spans = {k: metric_sum(text, f"{prefix}_otel_spans_{k}_total")
-                         for k in ("ended", "exported", "export_failed")}
                 result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
-                               "spans": spans}
+                               "spans": span_counters(f"{url}/metrics", prefix)}
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
         finally:
             if tracker:
@@ -269,9 +266,7 @@ class Bench:
                     run = run_wrk(url, self.args.load_seconds)
                     cpu = program.cpu_seconds()
                     time.sleep(1.5)  # the last batch leaves before the span counters are read
-                    text = http_get(f"{url}/metrics")
-                    run["spans"] = {k: metric_sum(text, f"echo_server_otel_spans_{k}_total")
-                                    for k in ("ended", "exported", "export_failed")}
+                    run["spans"] = span_counters(f"{url}/metrics", "echo_server")
                     run.update(mode=mode, round=index, cpu_seconds=cpu, peak_rss_mib=program.peak_rss_mib(),
                                cpu_us_per_request=cpu / run["requests"] * 1e6,
                                jaeger_cpu_seconds=harness_cpu(self.state, ["jaeger"])["jaeger"] - jaeger_before)

@@ -3,11 +3,14 @@ with the telemetry settings of its mode, measured from /proc, stopped before the
 
 import os
 import signal
-import socket
+import sys
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from render import free_ports  # noqa: E402  (the harness's port picker)
 
 # Mode -> what it means; the letters are the issue's and the report's.
 MODES = {
@@ -20,9 +23,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def telemetry_env(mode, endpoint, protocol, closed_port):
@@ -107,6 +108,13 @@ class Program:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def span_counters(metrics_url, prefix):
+    """The program's own counts of spans ended, exported and refused by the collector
+    (`PREFIX_otel_spans_*_total`); ended minus exported is what was dropped or refused."""
+    text = http_get(metrics_url)
+    return {k: metric_sum(text, f"{prefix}_otel_spans_{k}_total") for k in ("ended", "exported", "export_failed")}
 
 
 def metric_sum(text, name, **labels):

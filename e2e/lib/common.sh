@@ -25,6 +25,17 @@ wait_for() {
     done
 }
 
+# print_log_tails DIR LINES: the last LINES lines of every log in DIR, to stderr, for a run
+# that failed.
+print_log_tails() {
+    local logfile
+    [[ -d "$1" ]] || return 0
+    for logfile in "$1"/*.log; do
+        printf '\n===== last lines of %s =====\n' "${logfile#"$E2E_ROOT/"}" >&2
+        tail -n "$2" "$logfile" >&2
+    done
+}
+
 # The Python environment for the tests (PyYAML, pytest), shared with the offline checks.
 ensure_venv() {
     make -C "$E2E_ROOT" --no-print-directory target/venv/.installed >&2

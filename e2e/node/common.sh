@@ -15,6 +15,21 @@ DOCKER=(/usr/bin/docker --host "unix://$DOCKER_SOCK")
 # The Debian packages the node mode runs (installed by e2e/node/up when missing, as root).
 NODE_PACKAGES=(docker.io containerd runc debootstrap containernetworking-plugins iptables conntrack iproute2)
 
+# The rules the node mode adds to this machine's firewall: e2e/node/up inserts them,
+# e2e/node/down deletes them (each is split into iptables arguments).
+#  - The bridge plugin turns IP forwarding on for its gateway: nothing is forwarded from cni0
+#    to another interface, so the pods' traffic stays on this machine.
+#  - A connection to a Service address made before kube-proxy has a rule for it would leave by
+#    the default route (the API server's OTLP exporter starts before Jaeger has a pod, and
+#    kept such a connection): it is refused instead, and retried through the rule.
+NODE_FIREWALL_RULES=(
+    "FORWARD -i cni0 ! -o cni0 -m comment --comment e2e-node -j DROP"
+    "OUTPUT -d 10.96.0.0/16 -m comment --comment e2e-node -j REJECT"
+)
+
+# The Jaeger image deploy/40-jaeger.yaml names.
+jaeger_image() { sed -n 's/^ *image: *\(jaegertracing\/jaeger:[^ ]*\).*/\1/p' "$E2E_ROOT/deploy/40-jaeger.yaml"; }
+
 need_root() { (($(id -u) == 0)) || die "the node mode runs daemons, mounts and network namespaces: run it as root"; }
 
 install_packages() {
