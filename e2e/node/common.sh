@@ -32,6 +32,15 @@ jaeger_image() { sed -n 's/^ *image: *\(jaegertracing\/jaeger:[^ ]*\).*/\1/p' "$
 
 need_root() { (($(id -u) == 0)) || die "the node mode runs daemons, mounts and network namespaces: run it as root"; }
 
+# need_disk GIB: at least GIB GiB free where target/node lives (images, the build cache,
+# containerd's copies), or a clear error now instead of a node that cannot start pods later.
+need_disk() {
+    local free_kib
+    free_kib="$(df --output=avail -k "$E2E_ROOT/target" | tail -1)"
+    ((free_kib >= $1 * 1024 * 1024)) \
+        || die "the node mode needs $1 GiB free under target/; $((free_kib / 1024 / 1024)) GiB are"
+}
+
 install_packages() {
     local missing=() package
     for package in "${NODE_PACKAGES[@]}"; do

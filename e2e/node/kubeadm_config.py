@@ -65,6 +65,18 @@ def main(version, node_ip, cri_socket):
         # This machine has cgroup v1, which the kubelet refuses by default since 1.35.
         "failCgroupV1": False,
         "podCIDR": "10.244.0.0/24",
+        # A test node shares its disk with the build (target/ alone is over 20 GiB): at the
+        # kubelet's default thresholds (imagefs under 15 % free) it taints itself with
+        # disk-pressure, schedules nothing and deletes images it cannot pull back. As kind's
+        # nodes do, evict on memory only and never collect images.
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "0%",
+            "nodefs.inodesFree": "0%",
+            "imagefs.available": "0%",
+            "imagefs.inodesFree": "0%",
+        },
+        "imageGCHighThresholdPercent": 100,
     }
     proxy = {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration", "mode": "iptables",
              # This machine's sysctls are not kube-proxy's to change.
