@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """What tracing costs the operator, measured side by side on the loopback harness (e2e/up
 with E2E_APPS=0: etcd, kube-apiserver, Jaeger). Every round starts a fresh operator and
-echo-server in one of three modes (A tracing off, B exporting, C collector unreachable),
-interleaved A B C A B C …, and in a fresh namespace:
+echo-server in one of four modes (A tracing off, B exporting, C collector unreachable, R
+recorded but not exported), interleaved A B C R A B C R …, and in a fresh namespace:
 
   create  N Echo objects concurrently, until every one is Ready at generation 1
   update  every object's spec once, until every one is Ready at generation 2
@@ -11,7 +11,8 @@ interleaved A B C A B C …, and in a fresh namespace:
 Latency is by this program's clock: from sending an object's request to seeing, in a watch,
 status.observedGeneration == metadata.generation with Ready=True. In mode B every create and
 update trace (status.traceId) is fetched from Jaeger and checked whole. Then the echo-server
-alone is loaded with wrk, tracing off and on, interleaved. Writes JSON and Markdown."""
+alone is loaded with wrk: tracing off, spans recorded but not exported, and exporting,
+interleaved. Writes JSON and Markdown."""
 
 import argparse
 import concurrent.futures
@@ -256,10 +257,11 @@ class Bench:
         return result
 
     def echo_load(self):
-        """wrk against the echo-server alone: off (A) and exporting (B), interleaved."""
+        """wrk against the echo-server alone: off (A), recorded only (R) and exporting (B),
+        interleaved: R splits the cost of tracing into recording and exporting."""
         runs = []
         for index in range(1, self.args.load_rounds + 1):
-            for mode in ("A", "B"):
+            for mode in ("A", "R", "B"):
                 program, url = self.start_echo_server(mode, f"load-{index}-{mode.lower()}")
                 try:
                     jaeger_before = harness_cpu(self.state, ["jaeger"])["jaeger"]
@@ -308,10 +310,10 @@ def problems(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=1000, help="Echo objects per round (default 1000)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of A B C (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of A B C R (default 3)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
     parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (default 10)")
-    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk off/on (default 3)")
+    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk off, recorded, exporting (default 3)")
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
     args = parser.parse_args()

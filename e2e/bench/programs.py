@@ -17,6 +17,8 @@ MODES = {
     "A": "tracing off (OTEL_SDK_DISABLED=true, no endpoint)",
     "B": "tracing on, 100% sampled, exporting to Jaeger",
     "C": "tracing on, collector unreachable (closed port)",
+    # What recording costs without the export (and the collector's CPU) behind it.
+    "R": "tracing on, 100% sampled, recorded but not exported (no endpoint)",
 }
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -31,6 +33,8 @@ def telemetry_env(mode, endpoint, protocol, closed_port):
     0.5 s batch delay is deploy/'s (the SDK's default of 5 s delays every trace by that)."""
     if mode == "A":
         return {"OTEL_SDK_DISABLED": "true"}
+    if mode == "R":
+        return {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
     target = endpoint if mode == "B" else f"127.0.0.1:{closed_port}"
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{target}",

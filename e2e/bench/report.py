@@ -23,10 +23,27 @@ ROWS = [
     ("kube-apiserver: CPU seconds", ("harness_cpu_seconds", "kube-apiserver"), 1),
     ("etcd: CPU seconds", ("harness_cpu_seconds", "etcd"), 1),
     ("Jaeger: CPU seconds", ("harness_cpu_seconds", "jaeger"), 1),
+    # On a machine whose cores are all busy, throughput follows this sum more than anything.
+    ("all five: CPU ms per object (create + update + delete)", ("cpu_ms_per_object",), 2),
     ("operator: spans ended", ("operator", "spans", "ended"), 0),
     ("operator: spans exported", ("operator", "spans", "exported"), 0),
     ("operator: spans not exported (dropped or refused)", ("operator", "spans", "lost"), 0),
     ("echo-server: spans not exported (dropped or refused)", ("echo_server", "spans", "lost"), 0),
+]
+
+
+# The reconcile rounds' columns, each also as a ratio to A.
+TABLE_MODES = [("A", "A: tracing off"), ("B", "B: exporting to Jaeger"), ("C", "C: collector unreachable"),
+               ("R", "R: recorded, not exported")]
+# The echo-server alone: off, recorded but not exported, exporting.
+LOAD_MODES = ("A", "R", "B")
+LOAD_ROWS = [
+    ("requests_per_second", "requests per second"),
+    ("p50_ms", "p50 latency (ms)"),
+    ("p99_ms", "p99 latency (ms)"),
+    ("cpu_us_per_request", "echo-server CPU per request (µs)"),
+    ("jaeger_cpu_us_per_request", "Jaeger CPU per request (µs), same cores"),
+    ("spans_lost", "spans not exported (queue full: dropped)"),
 ]
 
 
@@ -51,6 +68,8 @@ def summarise(results):
         for program in ("operator", "echo_server"):
             spans = r[program]["spans"]
             spans["lost"] = spans["ended"] - spans["exported"]
+        total = r["operator"]["cpu_seconds"] + r["echo_server"]["cpu_seconds"] + sum(r["harness_cpu_seconds"].values())
+        r["cpu_ms_per_object"] = total / results["objects"] * 1e3
     modes = sorted({r["mode"] for r in results["rounds"]})
     summary = {"modes": {}}
     for mode in modes:
@@ -70,12 +89,11 @@ def summarise(results):
     load = {}
     for run in results["echo_load"]:
         run["spans_lost"] = run["spans"]["ended"] - run["spans"]["exported"]
-    for mode in ("A", "B"):
+        run["jaeger_cpu_us_per_request"] = run["jaeger_cpu_seconds"] / run["requests"] * 1e6
+    for mode in LOAD_MODES:
         runs = [run for run in results["echo_load"] if run["mode"] == mode]
         if runs:
-            load[mode] = {k: _spread([run[k] for run in runs])
-                          for k in ("requests_per_second", "p50_ms", "p99_ms", "cpu_us_per_request",
-                                    "jaeger_cpu_seconds", "spans_lost")}
+            load[mode] = {k: _spread([run[k] for run in runs]) for k, _ in LOAD_ROWS}
     summary["echo_load"] = load
     return summary
 
@@ -87,7 +105,7 @@ def _cell(spread, digits):
 
 
 def _ratio(a, b):
-    return f"{b / a:.2f}" if a else "–"
+    return f"{b / a:.2f}" if a and b is not None else "–"
 
 
 def markdown(results):
@@ -95,20 +113,22 @@ def markdown(results):
     modes = summary["modes"]
     m = results["machine"]
     rounds = len([r for r in results["rounds"] if r["mode"] == "A"])
+    order = " ".join(dict.fromkeys(r["mode"] for r in results["rounds"]))
     lines = [
-        f"{results['objects']} Echo objects per round, {rounds} rounds of A B C interleaved; "
+        f"{results['objects']} Echo objects per round, {rounds} rounds of {order} interleaved; "
         f"median (min–max). Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
         f"Linux {m['kernel']}. Latency by the benchmark's clock, request sent to Ready seen in a watch.",
         "",
-        "| | A: tracing off | B: exporting to Jaeger | C: collector unreachable | B/A | C/A |",
-        "|---|---|---|---|---|---|",
+        f"| | {' | '.join(title for _, title in TABLE_MODES)} | "
+        f"{' | '.join(f'{mode}/A' for mode, _ in TABLE_MODES[1:])} |",
+        "|---" * (2 * len(TABLE_MODES)) + "|",
     ]
     for label, path, digits in ROWS:
         key = "/".join(path)
-        cells = [_cell(modes[mode][key], digits) if mode in modes else "–" for mode in "ABC"]
+        cells = [_cell(modes[mode][key], digits) if mode in modes else "–" for mode, _ in TABLE_MODES]
         medians = {mode: modes[mode][key]["median"] for mode in modes}
-        lines.append(f"| {label} | {' | '.join(cells)} | {_ratio(medians.get('A'), medians.get('B', 0))} | "
-                     f"{_ratio(medians.get('A'), medians.get('C', 0))} |")
+        ratios = [_ratio(medians.get("A"), medians.get(mode)) for mode, _ in TABLE_MODES[1:]]
+        lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
     traces = summary.get("traces")
     if traces:
         visible = traces["seconds_to_jaeger"]
@@ -120,19 +140,17 @@ def markdown(results):
             f"p95 {visible['p95']:.2f} s, max {visible['max']:.2f} s.",
         ]
     load = summary["echo_load"]
-    if "A" in load and "B" in load:
-        rps = {mode: load[mode]["requests_per_second"] for mode in load}
+    if all(mode in load for mode in LOAD_MODES):
         lines += [
             "",
-            "| echo-server alone (wrk, 16 connections) | off | on, exporting | on/off |",
-            "|---|---|---|---|",
-            f"| requests per second | {_cell(rps['A'], 0)} | {_cell(rps['B'], 0)} | "
-            f"{_ratio(rps['A']['median'], rps['B']['median'])} |",
+            "| echo-server alone (wrk, 16 connections) | off | on, recorded, not exported "
+            "| on, exporting | recorded/off | exporting/off |",
+            "|---|---|---|---|---|---|",
         ]
-        for key, label in (("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
-                           ("cpu_us_per_request", "echo-server CPU per request (µs)"),
-                           ("jaeger_cpu_seconds", "Jaeger CPU seconds during the run"),
-                           ("spans_lost", "spans not exported (queue full: dropped)")):
-            lines.append(f"| {label} | {_cell(load['A'][key], 2)} | {_cell(load['B'][key], 2)} | "
-                         f"{_ratio(load['A'][key]['median'], load['B'][key]['median'])} |")
+        for key, label in LOAD_ROWS:
+            cells = [load[mode][key] for mode in LOAD_MODES]
+            digits = 0 if key == "requests_per_second" else 2
+            lines.append(f"| {label} | {' | '.join(_cell(c, digits) for c in cells)} | "
+                         f"{_ratio(cells[0]['median'], cells[1]['median'])} | "
+                         f"{_ratio(cells[0]['median'], cells[2]['median'])} |")
     return "\n".join(lines) + "\n"

