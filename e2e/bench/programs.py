@@ -62,6 +62,19 @@ def harness_cpu(state_dir, names=("kube-apiserver", "etcd", "jaeger")):
     return {name: cpu_seconds(int(Path(state_dir, "pids", f"{name}.pid").read_text())) for name in names}
 
 
+def settle(state_dir, busy_cores=0.1, timeout=60):
+    """Waits until the harness is idle (its processes use under `busy_cores` over a second),
+    for at most `timeout` seconds: after the reconcile rounds the API server and etcd are
+    still deleting the last namespace, which would slow the first load run alone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(harness_cpu(state_dir).values())
+        time.sleep(1)
+        if sum(harness_cpu(state_dir).values()) - before < busy_cores:
+            return True
+    return False
+
+
 class Program:
     """One process in its own session, its output in a log file."""
 

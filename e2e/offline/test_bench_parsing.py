@@ -115,7 +115,7 @@ def test_report_sums_cpu_per_object_and_splits_the_echo_load_three_ways():
     results = {"objects": 10, "machine": {"cores": 2, "cpu": "x", "memory_gib": 1, "kernel": "k"},
                "rounds": [_round("A", 1.0), _round("B", 2.0), _round("C", 1.5)],
                "echo_load": [_load("A", 1000.0, 4000, 0.0), _load("R", 800.0, 3200, 0.0),
-                             _load("B", 500.0, 2000, 0.2)]}
+                             _load("C", 700.0, 2800, 0.0), _load("B", 500.0, 2000, 0.2)]}
     results["summary"] = summarise(results)
     modes = results["summary"]["modes"]
     # operator + echo-server + three harness processes, over 10 objects.
@@ -126,7 +126,7 @@ def test_report_sums_cpu_per_object_and_splits_the_echo_load_three_ways():
     assert load["B"]["spans_lost"]["median"] == 3
     table = markdown(results).splitlines()
     row = next(line for line in table if line.startswith("| requests per second"))
-    assert row == "| requests per second | 1000 | 800 | 500 | 0.80 | 0.50 |"
+    assert row == "| requests per second | 1000 | 800 | 700 | 500 | 0.80 | 0.70 | 0.50 |"
     # No R rounds here: its column and ratio say so instead of showing a zero.
     row = next(line for line in table if line.startswith("| operator: CPU seconds"))
     assert row == "| operator: CPU seconds | 1.0 | 2.0 | 1.5 | – | 2.00 | 1.50 | – |"
