@@ -28,8 +28,8 @@ e2e:
 faults:
 	e2e/run --faults
 
-## What tracing costs: 1,000 objects, tracing off / exporting / collector unreachable,
-## interleaved, release builds; prints the table (target/bench/results.md).
+## What tracing costs: 1,000 objects, tracing off / exporting / collector unreachable /
+## recorded only, interleaved, release builds; prints the table (target/bench/results.md).
 bench:
 	e2e/bench/run
 
