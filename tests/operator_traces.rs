@@ -47,6 +47,7 @@ async fn one_trace_from_watch_event_to_the_echo_service() {
                 .iter()
                 .any(|s| s.service == ECHO && s.name == "store write")
                 && spans.iter().any(|s| s.name == "write status")
+                && support::parents_arrived(spans)
         })
         .await;
     let trace = Trace(spans);
@@ -221,6 +222,7 @@ async fn fail_first_retries_stay_inside_one_trace() {
                 .filter(|s| s.service == ECHO && s.kind == KIND_SERVER)
                 .count()
                 == 3
+                && support::parents_arrived(spans)
         })
         .await;
     let trace = Trace(spans);

@@ -354,6 +354,17 @@ pub fn spec(message: &str) -> EchoSpec {
     }
 }
 
+/// Whether the parent of every span has arrived too. A parent ends after its children and
+/// may reach the receiver a batch later, so a trace that starts in the test (no remote
+/// parent) is complete only when this holds.
+pub fn parents_arrived(spans: &[SpanRecord]) -> bool {
+    spans.iter().all(|span| {
+        span.parent_span_id
+            .as_deref()
+            .is_none_or(|parent| spans.iter().any(|s| s.span_id == parent))
+    })
+}
+
 /// Spans of one trace, with the look-ups the assertions need.
 pub struct Trace(pub Vec<SpanRecord>);
 
