@@ -453,7 +453,10 @@ async fn traceparent_annotation_continues_the_appliers_trace() {
     let trace = Trace(
         receiver()
             .wait_for_trace(chosen_trace, "the echo server span", |s| {
+                // Its parent is the applier's span, never sent here: wait for the watch
+                // span by name.
                 s.iter().any(|s| s.service == ECHO)
+                    && s.iter().any(|s| s.name == "watch Echo Apply")
             })
             .await,
     );
@@ -529,7 +532,7 @@ async fn coalesced_watch_events_become_links() {
     let trace = Trace(
         receiver()
             .wait_for_trace(&trace_id, "the reconcile", |s| {
-                s.iter().any(|s| s.name == "reconciling object")
+                s.iter().any(|s| s.name == "reconciling object") && support::parents_arrived(s)
             })
             .await,
     );
