@@ -26,6 +26,7 @@ from pathlib import Path
 
 from kube_api import GROUP, KubeApi
 from load import run_wrk
+from plot import plot
 from programs import (MODES, Program, free_port, harness_cpu, http_get, metric_sum, settle, span_counters,
                       telemetry_env)
 from report import LOAD_MODES, markdown, percentile, summarise
@@ -118,6 +119,8 @@ def phase_result(sent, finished, started, reconciles):
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
+        # Every object's, for the plot (plot.py).
+        "latencies_ms": sorted(round(ms, 1) for ms in latencies),
     }
 
 
@@ -341,8 +344,10 @@ def main():
     (out / "results.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (out / "results.md").write_text(table)
+    plot(results, out / "latency.png")
     print(table)
-    print(f"bench: results in {out / 'results.json'} and {out / 'results.md'}", file=sys.stderr)
+    print(f"bench: results in {out / 'results.json'}, {out / 'results.md'} and {out / 'latency.png'}",
+          file=sys.stderr)
     if results["problems"]:
         print("bench: FAILED:\n  " + "\n  ".join(results["problems"]), file=sys.stderr)
         return 1

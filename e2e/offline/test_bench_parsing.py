@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "e2e" / "bench"))
 
 from load import parse  # noqa: E402
+from plot import cumulative  # noqa: E402
 from programs import metric_sum, telemetry_env  # noqa: E402
 from report import markdown, percentile, summarise  # noqa: E402
 from traces import EXPECTED, missing  # noqa: E402
@@ -89,6 +90,12 @@ def test_modes_differ_only_in_their_telemetry_settings():
     assert {k: v for k, v in exporting.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"} == {
         k: v for k, v in unreachable.items() if k != "OTEL_EXPORTER_OTLP_ENDPOINT"
     }
+
+
+def test_the_plot_steps_through_every_object_in_latency_order():
+    seconds, share = cumulative([3000.0, 1000.0, 2000.0, 2000.0])
+    assert seconds == [1.0, 2.0, 2.0, 3.0]
+    assert share == [0.25, 0.5, 0.75, 1.0]
 
 
 def test_recorded_only_samples_every_span_and_exports_none():
