@@ -32,7 +32,8 @@ def plot(results, path):
     axes[0].set_ylabel("share of objects Ready")
     axes[0].legend(loc="lower right", fontsize=7)
     rounds = len([r for r in results["rounds"] if r["mode"] == "A"])
-    figure.suptitle(f"{results['objects']} Echo objects per round, {rounds} round{'s' * (rounds != 1)} per mode, pooled")
+    rounds_text = f"{rounds} round{'s' * (rounds != 1)}"
+    figure.suptitle(f"{results['objects']} Echo objects per round, {rounds_text} per mode, pooled")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -36,6 +36,7 @@ need_root() { (($(id -u) == 0)) || die "the node mode runs daemons, mounts and n
 # containerd's copies), or a clear error now instead of a node that cannot start pods later.
 need_disk() {
     local free_kib
+    mkdir -p "$E2E_ROOT/target"
     free_kib="$(df --output=avail -k "$E2E_ROOT/target" | tail -1)"
     ((free_kib >= $1 * 1024 * 1024)) \
         || die "the node mode needs $1 GiB free under target/; $((free_kib / 1024 / 1024)) GiB are"
