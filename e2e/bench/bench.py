@@ -11,8 +11,8 @@ recorded but not exported), interleaved A B C R A B C R …, and in a fresh name
 Latency is by this program's clock: from sending an object's request to seeing, in a watch,
 status.observedGeneration == metadata.generation with Ready=True. In mode B every create and
 update trace (status.traceId) is fetched from Jaeger and checked whole. Then the echo-server
-alone is loaded with wrk: tracing off, spans recorded but not exported, and exporting,
-interleaved. Writes JSON and Markdown."""
+alone is loaded with wrk, interleaved: tracing off, spans recorded but not exported,
+exporting to a closed port and exporting to Jaeger. Writes JSON, Markdown and a PNG."""
 
 import argparse
 import concurrent.futures
@@ -322,7 +322,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="rounds of A B C R (default 3)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
     parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (default 10)")
-    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk off, recorded, exporting (default 3)")
+    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk in A R C B (default 3)")
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
     args = parser.parse_args()
