@@ -118,7 +118,7 @@ def _load(mode, rps, requests, jaeger_cpu):
             "spans": {"ended": 10, "exported": 7}}
 
 
-def test_report_sums_cpu_per_object_and_splits_the_echo_load_three_ways():
+def test_report_sums_cpu_per_object_and_splits_the_echo_load_four_ways():
     results = {"objects": 10, "machine": {"cores": 2, "cpu": "x", "memory_gib": 1, "kernel": "k"},
                "rounds": [_round("A", 1.0), _round("B", 2.0), _round("C", 1.5)],
                "echo_load": [_load("A", 1000.0, 4000, 0.0), _load("R", 800.0, 3200, 0.0),
