@@ -52,7 +52,7 @@ down:
 	e2e/down
 
 offline: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q e2e/offline
+	$(VENV)/bin/python -m pytest -q e2e/offline e2e/selftest
 
 # The validators live in a virtualenv under target/, rebuilt when the pins change.
 $(VENV)/.installed: e2e/requirements.txt

@@ -7,8 +7,6 @@ import matplotlib
 matplotlib.use("Agg")  # no display: write the file only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from programs import MODES  # noqa: E402
-
 PHASES = ("create", "update")
 
 
@@ -19,13 +17,14 @@ def cumulative(latencies_ms):
 
 
 def plot(results, path):
+    modes = results["modes"]  # programs.MODES, as bench.py records it in the results
     figure, axes = plt.subplots(1, len(PHASES), figsize=(11, 4.2), sharey=True)
     for axis, phase in zip(axes, PHASES):
-        for mode in MODES:
+        for mode in modes:
             latencies = [ms for r in results["rounds"] if r["mode"] == mode for ms in r[phase]["latencies_ms"]]
             if latencies:
                 seconds, share = cumulative(latencies)
-                axis.step(seconds, share, where="post", label=f"{mode}: {MODES[mode]}")
+                axis.step(seconds, share, where="post", label=f"{mode}: {modes[mode]}")
         axis.set_title(f"{phase}: request sent to Ready seen")
         axis.set_xlabel("seconds")
         axis.grid(alpha=0.3)

@@ -3,14 +3,12 @@ with the telemetry settings of its mode, measured from /proc, stopped before the
 
 import os
 import signal
-import sys
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from render import free_ports  # noqa: E402  (the harness's port picker)
+from e2elib.ports import free_ports
 
 # Mode -> what it means; the letters are the and the report's.
 MODES = {

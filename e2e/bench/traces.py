@@ -3,12 +3,9 @@ found there. A reconcile that wrote status names its trace in status.traceId; th
 hold the spans below, from both processes."""
 
 import concurrent.futures
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-from jaeger import Jaeger  # noqa: E402  (the e2e tests' Jaeger client)
+from e2elib.jaeger import Jaeger
 
 OPERATOR, ECHO = "echo-operator", "echo-server"
 STATUS_ROUTE = "PATCH /apis/tracing.example.com/v1alpha1/namespaces/{namespace}/echoes/{name}/status"

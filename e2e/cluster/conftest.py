@@ -2,17 +2,14 @@
 them at: the loopback harness of e2e/up, or a kind cluster brought up by `tilt up`."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from jaeger import Jaeger  # noqa: E402
-from kube import Kubectl  # noqa: E402
-from trace_report import print_traces_on_failure, pytest_runtest_makereport  # noqa: E402,F401
+from e2elib.jaeger import Jaeger
+from e2elib.kube import Kubectl
+from e2elib.trace_report import print_traces_on_failure, pytest_runtest_makereport  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "deploy" / "samples").glob("*.yaml"))

@@ -10,7 +10,7 @@ import ssl
 import tempfile
 import urllib.request
 
-from conftest import API_SERVER
+from cluster.conftest import API_SERVER
 
 PRIVILEGED_GROUPS = {"system:masters", "system:monitoring"}
 PATH = "/apis/tracing.example.com/v1alpha1/namespaces/default/echoes"

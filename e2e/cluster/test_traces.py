@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import pytest
 import yaml
-from conftest import API_SERVER, ROOT, sample_objects
+
+from cluster.conftest import API_SERVER, ROOT, sample_objects
 
 OPERATOR = "echo-operator"
 ECHO = "echo-server"

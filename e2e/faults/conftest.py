@@ -5,19 +5,13 @@ restart its processes. Every test puts back what it broke, in a `finally`."""
 import json
 import os
 import secrets
-import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "cluster"))
-
-from harness import Harness  # noqa: E402
-from jaeger import Jaeger  # noqa: E402
-from kube import Kubectl  # noqa: E402
-from trace_report import print_traces_on_failure, pytest_runtest_makereport  # noqa: E402,F401
+from e2elib.jaeger import Jaeger
+from e2elib.kube import Kubectl
+from e2elib.trace_report import print_traces_on_failure, pytest_runtest_makereport  # noqa: F401
+from faults.harness import Harness
 
 GROUP = "echoes.tracing.example.com"
 

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 
-from conftest import manifest
+from faults.conftest import manifest
 
 OBJECTS = 5
 

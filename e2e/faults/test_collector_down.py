@@ -5,7 +5,7 @@ and traces arrive again once it is back."""
 import json
 import time
 
-from conftest import manifest
+from faults.conftest import manifest
 
 OBJECTS = 10
 SPANS = "echo_operator_otel_spans_{}_total"

@@ -5,7 +5,7 @@ keeps its state, so what it holds afterwards is what the operator did."""
 import time
 from datetime import datetime
 
-from conftest import GROUP, events_for, manifest, ready
+from faults.conftest import GROUP, events_for, manifest, ready
 
 # e2e/up runs the operators with ERROR_BACKOFF_SECONDS=1 and MAX_ERROR_BACKOFF_SECONDS=10.
 MAX_BACKOFF = 10

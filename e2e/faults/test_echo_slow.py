@@ -4,8 +4,8 @@ bounded time, and its trace shows every attempt."""
 
 import time
 
-from conftest import manifest, ready
-from test_echo_down import wait_condition
+from faults.conftest import manifest, ready
+from faults.test_echo_down import wait_condition
 
 OPERATOR = "echo-operator"
 # e2e/run --faults: ECHO_TIMEOUT_SECONDS=3; the default ECHO_HTTP_RETRIES=3 (4 attempts).

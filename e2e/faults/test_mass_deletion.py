@@ -4,7 +4,7 @@ and the operator keeps no per-object state for any of them."""
 
 import json
 
-from conftest import GROUP, manifest
+from faults.conftest import GROUP, manifest
 
 PER_NAMESPACE = 20
 

@@ -5,8 +5,8 @@ import json
 import threading
 import time
 
-from conftest import manifest
-from harness import OPERATORS, POD_NAMES
+from faults.conftest import manifest
+from faults.harness import OPERATORS, POD_NAMES
 
 # LEASE_DURATION_SECONDS in e2e/run --faults.
 LEASE_SECONDS = 20

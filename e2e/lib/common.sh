@@ -7,6 +7,12 @@ E2E_BIN="$E2E_ROOT/target/e2e-bin"
 # E2E_STATE_DIR runs a second harness beside the first (ports are picked free each time).
 E2E_STATE="${E2E_STATE_DIR:-$E2E_ROOT/target/e2e}"
 E2E_VENV="$E2E_ROOT/target/venv"
+# The Python these scripts run (e2e/lib/render.py, e2e/bench/bench.py) imports the shared
+# package e2e/e2elib by name; pytest finds it through e2e/pytest.ini instead.
+case ":${PYTHONPATH:-}:" in
+*":$E2E_ROOT/e2e:"*) ;;
+*) export PYTHONPATH="$E2E_ROOT/e2e${PYTHONPATH:+:$PYTHONPATH}" ;;
+esac
 
 log() { printf 'e2e: %s\n' "$*" >&2; }
 die() { printf 'e2e: error: %s\n' "$*" >&2; exit 1; }

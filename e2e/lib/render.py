@@ -1,26 +1,14 @@
 """Small helpers for e2e/up that need Python: free ports and configuration files derived
 from the committed manifests, so the loopback harness runs exactly what kind runs."""
 
-import socket
 import sys
 from pathlib import Path
 
 import yaml
 
+from e2elib.ports import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(count):
-    """Ports the kernel hands out now; all held open together so none repeats."""
-    sockets = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def jaeger_config():

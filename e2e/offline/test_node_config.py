@@ -1,15 +1,9 @@
 """The node mode's kubeadm configuration (e2e/node/kubeadm_config.py), as kubeadm receives it:
 the kind patch merged in, and a kubelet that never taints its own node over disk space."""
 
-import sys
-from pathlib import Path
-
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "e2e" / "node"))
-
-import kubeadm_config  # noqa: E402
+from node import kubeadm_config
 
 
 def documents(capsys):

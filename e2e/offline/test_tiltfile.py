@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tiltfile_eval import ROOT, TiltfileFailed, evaluate
+from offline.tiltfile_eval import ROOT, TiltfileFailed, evaluate
 
 
 def containers(obj):

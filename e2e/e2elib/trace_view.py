@@ -5,7 +5,7 @@ One line per span: service, the tree with the span's name, kind, start offset fr
 trace's first span, duration, and status; links follow their span on lines of their own.
 Standard library only, so `e2e/trace` runs with any python3."""
 
-from jaeger import Span, Trace
+from e2elib.jaeger import Span, Trace
 
 KINDS = {"server": "SERVER", "client": "CLIENT", "producer": "PRODUCER", "consumer": "CONSUMER"}
 

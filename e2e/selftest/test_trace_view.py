@@ -1,4 +1,4 @@
-"""The terminal trace view (e2e/trace and e2e/cluster/trace_view.py) on a trace built here in
+"""The terminal trace view (e2e/trace and e2e/e2elib/trace_view.py) on a trace built here in
 Jaeger's JSON shape: tree order, kinds, status, links, orphans; and the command itself against
 a local stand-in for Jaeger's query API."""
 
@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "e2e" / "cluster"))
+from e2elib.jaeger import _parse
+from e2elib.trace_view import render
 
-from jaeger import _parse  # noqa: E402
-from trace_view import render  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OTHER = "0af7651916cd43dd8448eb211c80319c"

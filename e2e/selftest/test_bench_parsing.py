@@ -2,22 +2,14 @@
 reads from wrk, from a metrics exposition and from a Jaeger trace decides every figure it
 reports, and the smoke run in `make test` only shows that it runs."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "e2e" / "bench"))
-
-from load import parse  # noqa: E402
-from plot import cumulative  # noqa: E402
-from programs import metric_sum, telemetry_env  # noqa: E402
-from report import markdown, percentile, summarise  # noqa: E402
-from traces import EXPECTED, missing  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "e2e" / "cluster"))
-from jaeger import Span, Trace  # noqa: E402
+from bench.load import parse
+from bench.plot import cumulative
+from bench.programs import metric_sum, telemetry_env
+from bench.report import markdown, percentile, summarise
+from bench.traces import EXPECTED, missing
+from e2elib.jaeger import Span, Trace
 
 WRK = """Running 2s test @ http://127.0.0.1:4000
   1 threads and 16 connections

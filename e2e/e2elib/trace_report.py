@@ -3,7 +3,8 @@ e2e/trace): what Jaeger held is usually the quickest way to see what went wrong.
 Imported by the conftest of e2e/cluster and of e2e/faults."""
 
 import pytest
-from trace_view import render
+
+from e2elib.trace_view import render
 
 
 @pytest.fixture(autouse=True)
