@@ -1,11 +1,13 @@
 //! The `Echo` custom resource: its spec, its status and the CRD generated from them.
 //!
 //! Validation lives in the schema so the API server rejects bad specs before the operator
-//! ever sees them; the operator still re-checks nothing here, it trusts the admitted object.
+//! ever sees them; the limits are the echo service's own, from [`crate::echo_api`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+use crate::echo_api::{EchoRequest, MAX_DELAY_MS, MAX_FAIL_FIRST, MAX_MESSAGE_CHARS};
 
 /// API group of every resource this project defines.
 pub const GROUP: &str = "tracing.example.com";
@@ -48,17 +50,17 @@ pub const READY_CONDITION: &str = "Ready";
 #[serde(rename_all = "camelCase")]
 pub struct EchoSpec {
     /// Text the echo service stores and answers with.
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = MAX_MESSAGE_CHARS))]
     #[x_kube(validation = Rule::new("self.trim().size() > 0").message("message must not be blank"))]
     pub message: String,
     /// Milliseconds the echo service waits before it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     // Kubernetes knows `int32`, not schemars' `uint32` (the API server warns about it).
-    #[schemars(range(min = 0, max = 10000), extend("format" = "int32"))]
+    #[schemars(range(min = 0, max = MAX_DELAY_MS), extend("format" = "int32"))]
     pub delay_ms: Option<u32>,
     /// The echo service answers 503 to the first N writes it receives for this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10), extend("format" = "int32"))]
+    #[schemars(range(min = 0, max = MAX_FAIL_FIRST), extend("format" = "int32"))]
     pub fail_first: Option<u32>,
 }
 
@@ -100,6 +102,39 @@ impl Echo {
         match (self.metadata.generation, observed) {
             (Some(generation), Some(observed)) => observed < generation,
             _ => true,
+        }
+    }
+}
+
+impl EchoSpec {
+    /// A spec that echoes `message` at once and never fails on purpose.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            delay_ms: None,
+            fail_first: None,
+        }
+    }
+
+    /// Asks the echo service to wait `delay_ms` before it answers.
+    pub fn delay_ms(mut self, delay_ms: u32) -> Self {
+        self.delay_ms = Some(delay_ms);
+        self
+    }
+
+    /// Asks the echo service to reject the first `fail_first` writes.
+    pub fn fail_first(mut self, fail_first: u32) -> Self {
+        self.fail_first = Some(fail_first);
+        self
+    }
+}
+
+impl From<&EchoSpec> for EchoRequest {
+    fn from(spec: &EchoSpec) -> Self {
+        Self {
+            message: spec.message.clone(),
+            delay_ms: spec.delay_ms,
+            fail_first: spec.fail_first,
         }
     }
 }

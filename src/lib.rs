@@ -2,7 +2,9 @@
 //! change, through reconcile and an instrumented HTTP call, into the echo service it calls.
 
 pub mod crd;
+pub mod echo_api;
 pub mod echo_server;
+pub mod lock;
 pub mod metrics;
 pub mod operator;
 pub mod shutdown;

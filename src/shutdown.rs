@@ -1,6 +1,8 @@
-//! The signal both binaries stop on.
+//! How both binaries stop: the signal, a stop many tasks can wait for, and the grace period
+//! after which work still running is abandoned.
 
 use std::future::Future;
+use std::time::Duration;
 
 /// Resolves on SIGTERM (what Kubernetes sends) or ctrl-c (SIGINT).
 ///
@@ -97,6 +99,53 @@ impl Stop {
             // An error means the sender is gone without a signal: then it never comes.
             if rx.wait_for(|stopped| *stopped).await.is_err() {
                 std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Splits `shutdown` for work that stops gracefully (a server draining connections, a
+/// controller finishing reconciles): the work waits on the returned future, and
+/// [`Grace::bound`] gives it at most `grace` once `shutdown` has resolved. A client or a
+/// reconcile that never completes must not keep a pod past its termination grace period.
+pub fn with_grace<F>(shutdown: F, grace: Duration) -> (impl Future<Output = ()> + use<F>, Grace)
+where
+    F: Future<Output = ()>,
+{
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    };
+    (shutdown, Grace { signalled, grace })
+}
+
+/// The deadline half of [`with_grace`].
+pub struct Grace {
+    signalled: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
+}
+
+impl Grace {
+    /// Runs `work` to its end, or until the grace period after the shutdown signal is over;
+    /// `None` then, after a warning naming `what` was abandoned.
+    pub async fn bound<T>(self, what: &str, work: impl Future<Output = T>) -> Option<T> {
+        let Self { signalled, grace } = self;
+        let deadline = async move {
+            match signalled.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                // The signal half was dropped without a signal: no deadline.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = work => Some(out),
+            () = deadline => {
+                tracing::warn!(
+                    grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
+                    "{what} still running after the shutdown grace period; abandoning them"
+                );
+                None
             }
         }
     }

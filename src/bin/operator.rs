@@ -8,18 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
-use echo_operator::operator::events::{EventRecorder, Reporter};
-use echo_operator::operator::health::{self, Liveness, Readiness};
-use echo_operator::operator::leader::{self, LeaseConfig, Role};
-use echo_operator::operator::metrics::Metrics;
-use echo_operator::operator::trace_links::TraceLinks;
-use echo_operator::operator::{self, Backoff, Context, LoopConfig, api_tracing::ApiTracingLayer};
-use echo_operator::shutdown::Stop;
+use echo_operator::crd::Echo;
+use echo_operator::operator::calls::api_tracing::ApiTracingLayer;
+use echo_operator::operator::calls::echo_client::RetryConfig;
+use echo_operator::operator::process::health::{self, Readiness};
+use echo_operator::operator::process::leader::{Election, LeaseConfig};
+use echo_operator::operator::process::metrics::Metrics;
+use echo_operator::operator::watch::trace_links::TraceLinks;
+use echo_operator::operator::{self, LoopConfig, Settings};
+use echo_operator::shutdown::{self, Stop};
 use echo_operator::telemetry::{self, TelemetryConfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, client::ClientBuilder};
-use tokio::sync::watch;
 use tower::timeout::TimeoutLayer;
 
 #[derive(Parser)]
@@ -28,6 +28,20 @@ use tower::timeout::TimeoutLayer;
     about = "Kubernetes operator for Echo objects, traced end to end"
 )]
 struct Args {
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, env = "HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
+    health_listen: SocketAddr,
+    #[command(flatten)]
+    echo: EchoArgs,
+    #[command(flatten)]
+    reconcile: ReconcileArgs,
+    #[command(flatten)]
+    lease: LeaseArgs,
+}
+
+/// The echo service and how it is called.
+#[derive(clap::Args)]
+struct EchoArgs {
     /// Base URL of the echo service (http:// or https://).
     #[arg(
         long,
@@ -39,12 +53,6 @@ struct Args {
     /// system's.
     #[arg(long, env = "ECHO_CA_FILE")]
     echo_ca_file: Option<PathBuf>,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
-    /// Address of the /healthz and /readyz endpoints.
-    #[arg(long, env = "HEALTH_LISTEN", default_value = "0.0.0.0:8081")]
-    health_listen: SocketAddr,
     /// Retries of one echo service call on 5xx and connection errors.
     #[arg(long, env = "ECHO_HTTP_RETRIES", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(0..=10))]
@@ -53,6 +61,14 @@ struct Args {
     #[arg(long, env = "ECHO_TIMEOUT_SECONDS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=300))]
     echo_timeout_seconds: u64,
+}
+
+/// What is reconciled, how often, and within which bounds.
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
     /// Seconds between reconciles of a healthy object.
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(10..=86_400))]
@@ -83,6 +99,11 @@ struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     shutdown_grace_seconds: u64,
+}
+
+/// Leader election between replicas.
+#[derive(clap::Args)]
+struct LeaseArgs {
     /// Reconcile only while holding the Lease, so several replicas can run.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -98,6 +119,66 @@ struct Args {
     lease_duration_seconds: u64,
 }
 
+impl Args {
+    /// Checks what a single flag's range cannot.
+    fn validate(&self) -> Result<(), String> {
+        let r = &self.reconcile;
+        if r.max_error_backoff_seconds < r.error_backoff_seconds {
+            return Err(format!(
+                "MAX_ERROR_BACKOFF_SECONDS ({}) must not be below ERROR_BACKOFF_SECONDS ({})",
+                r.max_error_backoff_seconds, r.error_backoff_seconds
+            ));
+        }
+        Ok(())
+    }
+
+    /// The operator's settings, reading the echo service's CA bundle if one is named.
+    fn settings(&self, identity: &str) -> Result<Settings, RunError> {
+        let echo_ca = match &self.echo.echo_ca_file {
+            Some(path) => Some(echo_operator::tls::read_ca_bundle(path)?),
+            None => None,
+        };
+        let r = &self.reconcile;
+        Ok(Settings {
+            echo_ca,
+            echo_retry: RetryConfig {
+                max_retries: self.echo.http_retries,
+                attempt_timeout: Duration::from_secs(self.echo.echo_timeout_seconds),
+                ..RetryConfig::default()
+            },
+            identity: Some(identity.to_owned()),
+            resync: Duration::from_secs(r.resync_seconds),
+            error_backoff: Duration::from_secs(r.error_backoff_seconds),
+            max_error_backoff: Duration::from_secs(r.max_error_backoff_seconds),
+            reconcile_timeout: Duration::from_secs(r.reconcile_timeout_seconds),
+            ..Settings::new(self.echo.echo_url.clone())
+        })
+    }
+
+    fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            concurrency: self.reconcile.concurrency,
+            shutdown_grace: Duration::from_secs(self.reconcile.shutdown_grace_seconds),
+            ..LoopConfig::default()
+        }
+    }
+
+    /// Campaigns for the Lease with `client`, unless leader election is off.
+    fn election(&self, client: kube::Client, identity: String) -> Election {
+        let lease = &self.lease;
+        if !lease.leader_election {
+            return Election::always_lead();
+        }
+        let config = LeaseConfig::new(
+            lease.lease_namespace.clone(),
+            lease.lease_name.clone(),
+            identity,
+            Duration::from_secs(lease.lease_duration_seconds),
+        );
+        Election::start(Api::namespaced(client, &lease.lease_namespace), config)
+    }
+}
+
 /// Unique per replica: the pod name, else the host name and process id.
 fn identity() -> String {
     std::env::var("POD_NAME").unwrap_or_else(|_| {
@@ -106,19 +187,6 @@ fn identity() -> String {
             .unwrap_or_else(|_| "echo-operator".to_owned());
         format!("{host}-{}", std::process::id())
     })
-}
-
-impl Args {
-    /// Checks what a single flag's range cannot.
-    fn validate(&self) -> Result<(), String> {
-        if self.max_error_backoff_seconds < self.error_backoff_seconds {
-            return Err(format!(
-                "MAX_ERROR_BACKOFF_SECONDS ({}) must not be below ERROR_BACKOFF_SECONDS ({})",
-                self.max_error_backoff_seconds, self.error_backoff_seconds
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,119 +236,56 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Result<(), RunError> {
-    // First: a SIGTERM during start-up must already find the handler in place.
-    let stop = Stop::on(echo_operator::shutdown::signal());
-    echo_operator::shutdown::exit_on_second_signal();
-    let config = kube::Config::infer().await?;
-    let identity = identity();
+/// Two clients over one configuration: the watch is a long poll that must not time out,
+/// while every request a reconcile makes is bounded by `api_timeout`. Both trace their
+/// requests and send `traceparent` to the API server.
+fn clients(
+    config: kube::Config,
+    api_timeout: Duration,
+) -> Result<(kube::Client, kube::Client), RunError> {
     let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
-    // Two clients: the watch is a long poll that must not time out, while every request a
-    // reconcile makes is bounded.
     let watch_client = ClientBuilder::try_from(config.clone())?
         .with_layer(&tracing_layer)
         .build();
     let client = ClientBuilder::try_from(config)?
-        .with_layer(&TimeoutLayer::new(Duration::from_secs(
-            args.api_timeout_seconds,
-        )))
+        .with_layer(&TimeoutLayer::new(api_timeout))
         .with_layer(&tracing_layer)
         .build();
-    let reporter = Reporter {
-        controller: "echo-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let extra_ca = match &args.echo_ca_file {
-        Some(path) => Some(echo_operator::tls::read_ca_bundle(path)?),
-        None => None,
-    };
-    let reconcile_timeout = Duration::from_secs(args.reconcile_timeout_seconds);
-    let liveness = Liveness::new(reconcile_timeout * 2);
-    let ctx = Arc::new(Context {
-        echo: EchoClient::new(
-            args.echo_url.clone(),
-            &RetryConfig {
-                max_retries: args.http_retries,
-                attempt_timeout: Duration::from_secs(args.echo_timeout_seconds),
-                ..RetryConfig::default()
-            },
-            extra_ca.as_deref(),
-        )?
-        .with_metrics(metrics.clone())
-        .with_identity(&identity),
-        recorder: EventRecorder::new(client.clone(), reporter),
-        client,
-        links: links.clone(),
-        backoff: Backoff::new(
-            Duration::from_secs(args.error_backoff_seconds),
-            Duration::from_secs(args.max_error_backoff_seconds),
-        ),
-        resync: Duration::from_secs(args.resync_seconds),
-        reconcile_timeout,
-        liveness: liveness.clone(),
-        metrics: metrics.clone(),
-    });
+    Ok((watch_client, client))
+}
 
-    let readiness = Readiness::with_role(!args.leader_election);
-    let listener = tokio::net::TcpListener::bind(args.health_listen)
+async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Result<(), RunError> {
+    // First: a SIGTERM during start-up must already find the handler in place.
+    let stop = Stop::on(shutdown::signal());
+    shutdown::exit_on_second_signal();
+    let api_timeout = Duration::from_secs(args.reconcile.api_timeout_seconds);
+    let (watch_client, client) = clients(kube::Config::infer().await?, api_timeout)?;
+    let identity = identity();
+    let ctx = Arc::new(args.settings(&identity)?.context(client, links, metrics)?);
+
+    let readiness = Readiness::with_role(!args.lease.leader_election);
+    health::serve(args.health_listen, readiness.clone(), ctx.clone())
         .await
         .map_err(|source| RunError::Health {
             addr: args.health_listen,
             source,
         })?;
-    let health_router = health::router(readiness.clone(), ctx.clone());
-    tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, health_router).await {
-            tracing::error!(error = %err, "health endpoint stopped");
-        }
-    });
-
-    let api: Api<echo_operator::crd::Echo> = match &args.namespace {
+    let election = args.election(ctx.client.clone(), identity);
+    tracing::info!(
+        echo_url = %args.echo.echo_url,
+        namespace = args.reconcile.namespace.as_deref().unwrap_or("<all>"),
+        concurrency = args.reconcile.concurrency,
+        "operator started"
+    );
+    let api: Api<Echo> = match &args.reconcile.namespace {
         Some(namespace) => Api::namespaced(watch_client, namespace),
         None => Api::all(watch_client),
     };
-    let (role_tx, roles) = watch::channel(if args.leader_election {
-        Role::Follower { leader: None }
-    } else {
-        Role::Leader
-    });
-    let (campaign_stop_tx, campaign_stop) = tokio::sync::oneshot::channel::<()>();
-    let campaign = args.leader_election.then(|| {
-        let config = LeaseConfig::new(
-            args.lease_namespace.clone(),
-            args.lease_name.clone(),
-            identity.clone(),
-            Duration::from_secs(args.lease_duration_seconds),
-        );
-        let leases = Api::namespaced(ctx.client.clone(), &args.lease_namespace);
-        tokio::spawn(leader::campaign(
-            leases,
-            config,
-            role_tx.clone(),
-            async move {
-                let _ = campaign_stop.await;
-            },
-        ))
-    });
-    tracing::info!(
-        echo_url = %args.echo_url,
-        namespace = args.namespace.as_deref().unwrap_or("<all>"),
-        concurrency = args.concurrency,
-        "operator started"
-    );
-    let loop_config = LoopConfig {
-        concurrency: args.concurrency,
-        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
-        ..LoopConfig::default()
-    };
     let watch = || watcher(api.clone(), watcher::Config::default()).default_backoff();
-    operator::run_while_leading(roles, watch, ctx, loop_config, readiness, stop).await;
+    let roles = election.roles();
+    operator::run_while_leading(roles, watch, ctx, args.loop_config(), readiness, stop).await;
     // Only now, with no reconcile left running, may another replica take over.
-    let _ = campaign_stop_tx.send(());
-    if let Some(campaign) = campaign {
-        let _ = tokio::time::timeout(Duration::from_secs(3), campaign).await;
-    }
-    drop(role_tx);
+    election.stop().await;
     tracing::info!("operator stopped");
     Ok(())
 }

@@ -9,50 +9,17 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::error::ApiError;
 use super::store::{EchoKey, Store, WriteOutcome};
+use crate::echo_api::{EchoRequest, MAX_REQUEST_BYTES};
 
-/// Largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
-const MAX_MESSAGE_CHARS: usize = 1024;
-const MAX_DELAY_MS: u32 = 10_000;
-const MAX_FAIL_FIRST: u32 = 10;
-
-/// What a `PUT` carries; the limits match the `Echo` CRD's.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EchoRequest {
-    pub message: String,
-    #[serde(default)]
-    pub delay_ms: Option<u32>,
-    #[serde(default)]
-    pub fail_first: Option<u32>,
-}
-
-impl EchoRequest {
-    fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let request: Self =
-            serde_json::from_slice(body).map_err(|err| ApiError::InvalidBody(err.to_string()))?;
-        let chars = request.message.chars().count();
-        if chars == 0 || chars > MAX_MESSAGE_CHARS || request.message.trim().is_empty() {
-            return Err(ApiError::InvalidBody(format!(
-                "message must be 1 to {MAX_MESSAGE_CHARS} characters and not blank"
-            )));
-        }
-        if request.delay_ms.is_some_and(|d| d > MAX_DELAY_MS) {
-            return Err(ApiError::InvalidBody(format!(
-                "delayMs must be 0 to {MAX_DELAY_MS}"
-            )));
-        }
-        if request.fail_first.is_some_and(|f| f > MAX_FAIL_FIRST) {
-            return Err(ApiError::InvalidBody(format!(
-                "failFirst must be 0 to {MAX_FAIL_FIRST}"
-            )));
-        }
-        Ok(request)
-    }
+/// Reads and checks a `PUT` body against the contract's limits.
+fn parse_request(body: &[u8]) -> Result<EchoRequest, ApiError> {
+    let request: EchoRequest =
+        serde_json::from_slice(body).map_err(|err| ApiError::InvalidBody(err.to_string()))?;
+    request.validate().map_err(ApiError::InvalidBody)?;
+    Ok(request)
 }
 
 /// Namespace and name as Kubernetes allows them (DNS-1123 labels and subdomains).
@@ -82,10 +49,12 @@ pub async fn put_echo(
 ) -> Result<Response, ApiError> {
     let key = echo_key(path)?;
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge { limit: BODY_LIMIT },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
+            limit: MAX_REQUEST_BYTES,
+        },
         _ => ApiError::UnreadableBody(rejection.body_text()),
     })?;
-    let request = EchoRequest::parse(&body)?;
+    let request = parse_request(&body)?;
     let delay_ms = request.delay_ms.unwrap_or(0);
     let trace_id = crate::telemetry::trace_id_of(&tracing::Span::current());
     // The write is decided before the delay: a rejected attempt answers at once instead of

@@ -31,13 +31,13 @@ pub fn router(service: EchoService) -> Router {
     let ops = ops_router(&service.metrics);
     let api = Router::new()
         .route(
-            "/v1/echoes/{namespace}/{name}",
+            crate::echo_api::ROUTE,
             put(api::put_echo)
                 .get(api::get_echo)
                 .delete(api::delete_echo),
         )
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(DefaultBodyLimit::max(api::BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(crate::echo_api::MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             service.metrics.clone(),
             http_trace::server_span,
@@ -66,33 +66,17 @@ pub fn ops_router(metrics: &Arc<EchoMetrics>) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then lets the requests in flight finish for at most
-/// `grace`: a client that never completes its request, or an idle keep-alive connection,
-/// must not hold the process past the pod's termination grace period.
+/// `grace` (an idle keep-alive connection or a stalled client must not hold the process).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: EchoService,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(service)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = signalled_tx.send(());
-    });
-    let deadline = async move {
-        match signalled.await {
-            Ok(()) => tokio::time::sleep(grace).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = server.into_future() => result,
-        () = deadline => {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as i64,
-                "connections still open after the shutdown grace period; closing them"
-            );
-            Ok(())
-        }
-    }
+    let (shutdown, grace) = crate::shutdown::with_grace(shutdown, grace);
+    let server = axum::serve(listener, router(service)).with_graceful_shutdown(shutdown);
+    grace
+        .bound("connections", server.into_future())
+        .await
+        .unwrap_or(Ok(()))
 }

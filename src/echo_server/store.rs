@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use crate::echo_api::EchoReply;
+use crate::lock::lock;
 
 /// Identifies an echo the way the URL does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -12,25 +13,9 @@ pub struct EchoKey {
     pub name: String,
 }
 
-/// What a successful write stored.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredEcho {
-    pub namespace: String,
-    pub name: String,
-    pub message: String,
-    pub reply: String,
-    pub delay_ms: u32,
-    pub fail_first: u32,
-    /// Trace id of the request that stored this value.
-    pub trace_id: Option<String>,
-    /// Writes received for this key so far, failed ones included.
-    pub writes: u32,
-}
-
 /// Result of one write attempt.
 pub enum WriteOutcome {
-    Stored(StoredEcho),
+    Stored(EchoReply),
     /// Rejected because the object asked for its first `fail_first` writes to fail.
     Rejected {
         attempt: u32,
@@ -48,7 +33,7 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 #[derive(Default)]
 struct Entry {
     writes: u32,
-    echo: Option<StoredEcho>,
+    echo: Option<EchoReply>,
 }
 
 /// Stored echoes and write counters, at most `capacity` keys (a key whose writes were all
@@ -119,7 +104,7 @@ impl Store {
                 fail_first,
             };
         }
-        let stored = StoredEcho {
+        let stored = EchoReply {
             reply: format!("echo: {message}"),
             namespace: key.namespace,
             name: key.name,
@@ -133,7 +118,7 @@ impl Store {
         WriteOutcome::Stored(stored)
     }
 
-    pub fn get(&self, key: &EchoKey) -> Option<StoredEcho> {
+    pub fn get(&self, key: &EchoKey) -> Option<EchoReply> {
         let _span = tracing::info_span!("store read").entered();
         self.lock().get(key).and_then(|entry| entry.echo.clone())
     }
@@ -147,11 +132,7 @@ impl Store {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EchoKey, Entry>> {
-        // A panic elsewhere while holding the lock cannot leave a map half-written: every
-        // mutation above is a single insert or remove, so the data stays usable.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.entries)
     }
 }
 

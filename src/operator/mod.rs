@@ -1,158 +1,42 @@
 //! The operator: watches `Echo` objects, calls the echo service, writes status back, and
 //! keeps one trace from the watch event to the remote service.
+//!
+//! The modules in the order a change flows through them:
+//!
+//! 1. [`watch`]: the watch stream becomes reconcile triggers; each change gets a
+//!    `watch event` span.
+//! 2. [`controller`]: kube-runtime's `Controller` schedules (and merges) the triggers.
+//! 3. [`reconcile`]: the `reconcile` span and its steps: finalizer, echo call, status, Event.
+//! 4. [`calls`]: the CLIENT spans of the calls to the echo service and the API server.
+//! 5. [`process`]: around it all, leader election, health and metrics; [`context`] wires
+//!    what every reconcile shares.
+//!
+//! kube-runtime's scheduler sits between the watch and the reconcile and carries no trace
+//! context, so the hand-over goes around it, through the global subscriber:
+//!
+//! ```text
+//!  watch event ──► watch::traced_triggers ──► kube-runtime scheduler ──► reconcile()
+//!      │  `watch event` span, its context          │ creates and enters   ▲ runs inside
+//!      ▼  stored under the object's key            ▼ `reconciling object` │ that span
+//!  watch::trace_links::TraceLinks ◄── parent_for ── telemetry::ParentingLayer
+//!      (newest pending event → parent;      (asked in on_new_span, the only moment
+//!       older ones → links)                  tracing-opentelemetry lets a parent be set)
+//! ```
+//!
+//! The key is the object's `ObjectRef` as kube-runtime prints it in the span's `object.ref`
+//! field. A reconcile with no pending event (a requeue, a retry, a resync) starts a new
+//! trace linked to the previous reconcile.
 
-pub mod api_tracing;
-pub mod echo_client;
-pub mod echo_span;
-pub mod error;
-pub mod events;
-pub mod health;
-pub mod leader;
-pub mod metrics;
+pub mod watch;
+
+pub mod controller;
+
 pub mod reconcile;
-pub mod status;
-pub mod trace_links;
-pub mod watch_events;
 
-use std::sync::Arc;
-use std::time::Duration;
+pub mod calls;
 
-use futures::{Stream, StreamExt};
-use kube::runtime::controller::{self, Controller};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+pub mod context;
+pub mod process;
 
-use crate::crd::Echo;
-use crate::shutdown::Stop;
-use leader::Role;
-pub use reconcile::{Backoff, Context};
-
-/// Knobs of the controller loop that tests shorten.
-#[derive(Clone, Debug)]
-pub struct LoopConfig {
-    /// How long kube-runtime waits for more events on an object before reconciling it;
-    /// events that arrive meanwhile are merged into one reconcile (and become span links).
-    pub debounce: Duration,
-    /// Upper bound on reconciles running at once.
-    pub concurrency: u16,
-    /// After the shutdown signal no reconcile starts; those running get this long to
-    /// finish before they are abandoned (their spans end and are flushed with the rest).
-    pub shutdown_grace: Duration,
-}
-
-impl Default for LoopConfig {
-    fn default() -> Self {
-        Self {
-            debounce: Duration::from_millis(200),
-            concurrency: 8,
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Runs the controller whenever `roles` says this replica leads, over a new watch from
-/// `watch` each time, until `stop`. Losing the lease drops the controller at once, running
-/// reconciles included, so no other replica can overlap with it.
-pub async fn run_while_leading<S>(
-    mut roles: tokio::sync::watch::Receiver<Role>,
-    mut watch: impl FnMut() -> S,
-    ctx: Arc<Context>,
-    config: LoopConfig,
-    ready: health::Readiness,
-    stop: Stop,
-) where
-    S: Stream<Item = Result<watcher::Event<Echo>, watcher::Error>> + Send + 'static,
-{
-    loop {
-        tokio::select! {
-            () = stop.wait() => return,
-            changed = roles.wait_for(|role| *role == Role::Leader) => if changed.is_err() { return },
-        }
-        ready.set_leading(true);
-        let controller = run_controller(
-            watch(),
-            ctx.clone(),
-            config.clone(),
-            ready.clone(),
-            stop.wait(),
-        );
-        let mut lost = roles.clone();
-        tokio::select! {
-            () = controller => return,
-            _ = lost.wait_for(|role| *role != Role::Leader) => {
-                tracing::warn!("lost the lease: reconciling stopped");
-                ready.set_leading(false);
-            }
-        }
-    }
-}
-
-/// Runs the controller over `events` until `shutdown` resolves. Production passes the
-/// watcher's stream; tests pass events of their own.
-pub async fn run_controller<S>(
-    events: S,
-    ctx: Arc<Context>,
-    config: LoopConfig,
-    ready: health::Readiness,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) where
-    S: Stream<Item = Result<watcher::Event<Echo>, watcher::Error>> + Send + 'static,
-{
-    let (reader, writer) = reflector::store();
-    // Ready once the initial list is complete. Taken from the stream rather than from
-    // `Store::wait_until_ready`: that future wakes only one of several concurrent waiters,
-    // and the controller itself is already waiting on it.
-    let events = events.inspect(move |event| {
-        if matches!(event, Ok(watcher::Event::InitDone)) {
-            ready.set_ready();
-        }
-    });
-    let gone = {
-        let ctx = ctx.clone();
-        move |object_ref: &str| ctx.forget(object_ref)
-    };
-    let triggers = watch_events::traced_triggers(
-        events.reflect(writer),
-        ctx.links.clone(),
-        ctx.metrics.clone(),
-        gone,
-    );
-    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = signalled_tx.send(());
-    };
-    let controller = Controller::for_stream(triggers, reader)
-        .with_config(
-            controller::Config::default()
-                .debounce(config.debounce)
-                .concurrency(config.concurrency),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _action)) => tracing::debug!(object = %object, "reconciled"),
-                // The reconcile already logged and reported its own failure.
-                Err(controller::Error::ReconcilerFailed(_, object)) => {
-                    tracing::debug!(object = %object, "reconcile failed")
-                }
-                Err(err) => tracing::warn!(error = %err, "controller error"),
-            }
-        });
-    // kube-runtime's graceful shutdown waits for every running reconcile; a deadline keeps
-    // the whole shutdown within the pod's termination grace period.
-    let grace = config.shutdown_grace;
-    let deadline = async move {
-        match signalled.await {
-            Ok(()) => tokio::time::sleep(grace).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = controller => {}
-        () = deadline => tracing::warn!(
-            grace_ms = grace.as_millis() as i64,
-            "reconciles still running after the shutdown grace period; abandoning them"
-        ),
-    }
-}
+pub use context::{Context, Settings};
+pub use controller::{LoopConfig, run_controller, run_while_leading};

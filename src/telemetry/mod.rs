@@ -3,6 +3,7 @@
 
 pub mod config;
 mod counting;
+pub mod http_span;
 pub mod parenting;
 pub mod propagation;
 

@@ -72,6 +72,57 @@ pub enum LeaseError {
     Timeout(Duration),
 }
 
+/// How long a stopping leader may spend releasing the lease; past it a follower takes over
+/// once the lease expires.
+const RELEASE_BUDGET: Duration = Duration::from_secs(3);
+
+/// This replica's part in the election: a campaign on a task of its own, or none for a
+/// single replica that always leads.
+pub struct Election {
+    roles_tx: watch::Sender<Role>,
+    campaign: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Election {
+    /// No election: this replica leads from the start.
+    pub fn always_lead() -> Self {
+        Self {
+            roles_tx: watch::Sender::new(Role::Leader),
+            campaign: None,
+        }
+    }
+
+    /// Starts campaigning for the lease in `api`.
+    pub fn start(api: Api<Lease>, config: LeaseConfig) -> Self {
+        let roles_tx = watch::Sender::new(Role::Follower { leader: None });
+        let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(campaign(api, config, roles_tx.clone(), async move {
+            let _ = stop.await;
+        }));
+        Self {
+            roles_tx,
+            campaign: Some((stop_tx, task)),
+        }
+    }
+
+    /// Every role change, the current role first.
+    pub fn roles(&self) -> watch::Receiver<Role> {
+        self.roles_tx.subscribe()
+    }
+
+    /// Stops campaigning and releases the lease, so a follower takes over at once. Call it
+    /// only once no reconcile runs any more.
+    pub async fn stop(self) {
+        if let Some((stop_tx, task)) = self.campaign {
+            let _ = stop_tx.send(());
+            let _ = tokio::time::timeout(RELEASE_BUDGET, task).await;
+        }
+    }
+}
+
 /// Campaigns for the lease until `stop` resolves, publishing every role change on `roles`.
 /// On stop, a leader releases the lease so a follower takes over at once.
 pub async fn campaign(

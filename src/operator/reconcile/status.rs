@@ -95,14 +95,7 @@ mod tests {
     use crate::crd::EchoSpec;
 
     fn echo(generation: i64) -> Echo {
-        let mut echo = Echo::new(
-            "a",
-            EchoSpec {
-                message: "hi".into(),
-                delay_ms: None,
-                fail_first: None,
-            },
-        );
+        let mut echo = Echo::new("a", EchoSpec::new("hi"));
         echo.metadata.generation = Some(generation);
         echo
     }

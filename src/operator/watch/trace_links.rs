@@ -16,6 +16,7 @@ use opentelemetry::trace::{SpanContext, TraceContextExt};
 use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
 
+use crate::lock::lock;
 use crate::telemetry::ParentResolver;
 
 /// The span kube-runtime wraps every reconcile in, and the field naming its object.
@@ -28,14 +29,26 @@ const MAX_PENDING: usize = 16;
 /// `ObjectRef` as kube-runtime prints it.
 #[derive(Default)]
 pub struct TraceLinks {
-    state: Mutex<State>,
+    objects: Mutex<HashMap<String, ObjectTrace>>,
 }
 
+/// What is kept for one object.
 #[derive(Default)]
-struct State {
-    pending: HashMap<String, Vec<SpanContext>>,
-    links_for_started: HashMap<String, Vec<SpanContext>>,
-    last_reconcile: HashMap<String, SpanContext>,
+struct ObjectTrace {
+    /// Watch events not reconciled yet, oldest first.
+    pending: Vec<SpanContext>,
+    /// Links the reconcile that just started takes, once.
+    links_for_started: Vec<SpanContext>,
+    /// The latest reconcile, for the next reconcile that no event triggers.
+    last_reconcile: Option<SpanContext>,
+}
+
+impl ObjectTrace {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+            && self.links_for_started.is_empty()
+            && self.last_reconcile.is_none()
+    }
 }
 
 impl TraceLinks {
@@ -44,8 +57,8 @@ impl TraceLinks {
         if !event.is_valid() {
             return; // tracing is off: nothing to carry
         }
-        let mut state = self.lock();
-        let pending = state.pending.entry(object_ref).or_default();
+        let mut objects = self.lock();
+        let pending = &mut objects.entry(object_ref).or_default().pending;
         if pending.len() == MAX_PENDING {
             pending.remove(0);
         }
@@ -56,55 +69,47 @@ impl TraceLinks {
     /// previous reconcile when no event triggered this one.
     pub fn take_links(&self, object_ref: &str) -> Vec<SpanContext> {
         self.lock()
-            .links_for_started
-            .remove(object_ref)
+            .get_mut(object_ref)
+            .map(|object| std::mem::take(&mut object.links_for_started))
             .unwrap_or_default()
     }
 
     /// Remembers the reconcile so the next event-less reconcile can link to it.
     pub fn record_reconcile(&self, object_ref: String, reconcile: SpanContext) {
         if reconcile.is_valid() {
-            self.lock().last_reconcile.insert(object_ref, reconcile);
+            self.lock().entry(object_ref).or_default().last_reconcile = Some(reconcile);
         }
     }
 
     /// Objects with anything kept for them: pending events, links or a last reconcile.
     pub fn tracked_objects(&self) -> usize {
-        let state = self.lock();
-        let keys: std::collections::HashSet<&String> = state
-            .pending
-            .keys()
-            .chain(state.links_for_started.keys())
-            .chain(state.last_reconcile.keys())
-            .collect();
-        keys.len()
+        self.lock().values().filter(|o| !o.is_empty()).count()
     }
 
     /// Objects whose watch events wait for a reconcile.
     pub fn pending_objects(&self) -> usize {
-        self.lock().pending.len()
+        self.lock()
+            .values()
+            .filter(|o| !o.pending.is_empty())
+            .count()
     }
 
     /// Whether anything is kept for `object_ref`.
     pub fn is_tracking(&self, object_ref: &str) -> bool {
-        let state = self.lock();
-        state.pending.contains_key(object_ref)
-            || state.links_for_started.contains_key(object_ref)
-            || state.last_reconcile.contains_key(object_ref)
+        self.lock().get(object_ref).is_some_and(|o| !o.is_empty())
     }
 
     /// Drops everything about an object that no longer exists.
     pub fn forget(&self, object_ref: &str) {
-        let mut state = self.lock();
-        state.pending.remove(object_ref);
-        state.links_for_started.remove(object_ref);
-        state.last_reconcile.remove(object_ref);
+        self.lock().remove(object_ref);
     }
 
-    /// Decides the parent of a reconcile that starts now.
+    /// Decides the parent of a reconcile that starts now: the newest pending event, the
+    /// others as links; with none, a new root linked to the previous reconcile.
     fn start_reconcile(&self, object_ref: String) -> opentelemetry::Context {
-        let mut state = self.lock();
-        let mut events = state.pending.remove(&object_ref).unwrap_or_default();
+        let mut objects = self.lock();
+        let object = objects.entry(object_ref).or_default();
+        let mut events = std::mem::take(&mut object.pending);
         let (parent, links) = match events.pop() {
             Some(newest) => (
                 opentelemetry::Context::new().with_remote_span_context(newest),
@@ -112,23 +117,15 @@ impl TraceLinks {
             ),
             None => (
                 opentelemetry::Context::new(),
-                state
-                    .last_reconcile
-                    .get(&object_ref)
-                    .cloned()
-                    .into_iter()
-                    .collect(),
+                object.last_reconcile.clone().into_iter().collect(),
             ),
         };
-        state.links_for_started.insert(object_ref, links);
+        object.links_for_started = links;
         parent
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every update is a single map operation, so a poisoned lock still holds sane data.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectTrace>> {
+        lock(&self.objects)
     }
 }
 

@@ -17,6 +17,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType, Reporter};
 
+use crate::lock::lock;
+
 /// How long a published event can still be folded into; Kubernetes keeps Events for an hour,
 /// and the upstream recorder uses the same window.
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -197,10 +199,7 @@ impl EventRecorder {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SeriesKey, Published>> {
-        // Each update is one map operation: a poisoned lock still holds sane data.
-        self.published
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.published)
     }
 }
 

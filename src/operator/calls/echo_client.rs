@@ -11,12 +11,12 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::RetryTransientMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_tracing::TracingMiddleware;
-use serde::{Deserialize, Serialize};
 
 use super::echo_span::{EchoSpanBackend, UrlTemplate};
-use super::error::Error;
-use super::metrics::Metrics;
 use crate::crd::EchoSpec;
+use crate::echo_api::{self, EchoReply, EchoRequest, MAX_REPLY_BYTES};
+use crate::operator::process::metrics::Metrics;
+use crate::operator::reconcile::error::Error;
 
 /// Bounded exponential backoff for transient failures (5xx, connection errors), and how
 /// long one attempt may take.
@@ -38,29 +38,6 @@ impl Default for RetryConfig {
             attempt_timeout: Duration::from_secs(15),
         }
     }
-}
-
-/// Longest echo answer read; the service's own answers are a few hundred bytes.
-pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
-
-/// What the echo service answers to a successful `PUT`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EchoReply {
-    pub message: String,
-    pub reply: String,
-    #[serde(default)]
-    pub trace_id: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EchoRequest<'a> {
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay_ms: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fail_first: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -108,7 +85,11 @@ impl EchoClient {
             base.set_path(&format!("{}/", base.path()));
             base
         };
-        let template = UrlTemplate(format!("{}v1/echoes/{{namespace}}/{{name}}", base.path()));
+        let template = UrlTemplate(format!(
+            "{}{}",
+            base.path().trim_end_matches('/'),
+            echo_api::ROUTE
+        ));
         Ok(Self {
             http,
             base,
@@ -131,16 +112,12 @@ impl EchoClient {
         self
     }
 
-    pub fn base_url(&self) -> &Url {
-        &self.base
-    }
-
     fn url(&self, namespace: &str, name: &str) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments
                 .pop_if_empty()
-                .extend(["v1", "echoes", namespace, name]);
+                .extend(echo_api::path_segments(namespace, name));
         }
         url
     }
@@ -153,11 +130,7 @@ impl EchoClient {
         spec: &EchoSpec,
     ) -> Result<EchoReply, Error> {
         let url = self.url(namespace, name);
-        let body = EchoRequest {
-            message: &spec.message,
-            delay_ms: spec.delay_ms,
-            fail_first: spec.fail_first,
-        };
+        let body = EchoRequest::from(spec);
         let request = self
             .http
             .put(url.clone())

@@ -13,9 +13,9 @@ use futures::future::{BoxFuture, FutureExt};
 use http::{Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
-use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::telemetry::http_span::{self, ClientRequest, Side};
 use crate::telemetry::propagation;
 
 /// The layer runs before kube-client prefixes the cluster URL, so it is told that URL to
@@ -68,7 +68,6 @@ where
         if tracing::Span::current().is_none() {
             return self.inner.call(request).boxed();
         }
-        let method = request.method().clone();
         let path_and_query = request
             .uri()
             .path_and_query()
@@ -80,25 +79,21 @@ where
             base.trim_end_matches('/'),
             path_and_query.trim_end_matches('?')
         );
-        let port = self
-            .cluster_url
-            .port_u16()
-            .or(match self.cluster_url.scheme_str() {
-                Some("http") => Some(80),
-                _ => Some(443),
-            });
-        let span = tracing::info_span!(
-            "kubernetes API request",
-            otel.name = format!("{method} {}", route_template(request.uri().path())),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            http.request.method = %method,
-            url.full = url_full,
-            server.address = self.cluster_url.host().unwrap_or_default(),
-            server.port = port.map(i64::from),
-            http.response.status_code = Empty,
-            error.type = Empty,
-        );
+        let template = route_template(request.uri().path());
+        let span = http_span::client_span(&ClientRequest {
+            method: request.method(),
+            url_full: &url_full,
+            template: Some(&template),
+            server_address: self.cluster_url.host().unwrap_or_default(),
+            server_port: self
+                .cluster_url
+                .port_u16()
+                .or(match self.cluster_url.scheme_str() {
+                    Some("http") => Some(80),
+                    _ => Some(443),
+                }),
+            resend_count: 0,
+        });
         propagation::inject_into_headers(&span.context(), request.headers_mut());
         let future: BoxFuture<'static, _> = self.inner.call(request).boxed();
         let record_on = span.clone();
@@ -106,17 +101,9 @@ where
             let result = future.await;
             match &result {
                 Ok(response) => {
-                    let status = response.status();
-                    record_on.record("http.response.status_code", i64::from(status.as_u16()));
-                    if status.is_client_error() || status.is_server_error() {
-                        record_on.record("otel.status_code", "ERROR");
-                        record_on.record("error.type", status.as_str());
-                    }
+                    http_span::record_status(&record_on, Side::Client, response.status())
                 }
-                Err(err) => {
-                    record_on.record("otel.status_code", "ERROR");
-                    record_on.record("error.type", err.to_string().as_str());
-                }
+                Err(err) => http_span::record_failure(&record_on, &err.to_string()),
             }
             result
         }

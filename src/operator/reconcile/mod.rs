@@ -1,0 +1,111 @@
+//! The reconcile: kube-runtime calls [`reconcile`] inside its `reconciling object` span,
+//! whose parent the watch's trace hand-over already chose. Here the `reconcile` span opens,
+//! the steps run (finalizer, echo service, status, Event; or cleanup on delete) bounded by
+//! the reconcile timeout, and the result is counted; [`error_policy`] retries failures with
+//! per-object backoff.
+
+pub mod backoff;
+pub mod error;
+pub mod events;
+pub mod finalizer;
+pub mod status;
+pub mod steps;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::crd::Echo;
+use crate::operator::context::Context;
+use crate::telemetry::trace_id_of;
+use error::Error;
+use steps::Reconciliation;
+
+/// Entry point kube-runtime calls, inside its `reconciling object` span.
+pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(echo.as_ref()).to_string();
+    // Coalesced watch events, or the previous reconcile: links on kube-runtime's span.
+    let runtime_span = tracing::Span::current();
+    for link in ctx.links.take_links(&key) {
+        runtime_span.add_link(link);
+    }
+    let span = reconcile_span(&echo);
+    let trace_id = trace_id_of(&span);
+    if let Some(trace_id) = &trace_id {
+        span.record("trace_id", trace_id.as_str());
+    }
+    ctx.links
+        .record_reconcile(key.clone(), span.context().span().span_context().clone());
+    let _running = ctx.liveness.reconcile_started();
+    let started = Instant::now();
+    async {
+        let result = run_bounded(&echo, &ctx, trace_id).await;
+        record_result(&ctx, &key, &result, started.elapsed());
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// kube-runtime's error policy: retry the object with growing delays, never a hot loop.
+pub fn error_policy(echo: Arc<Echo>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx
+        .backoff
+        .next_delay(&ObjectRef::from_obj(echo.as_ref()).to_string());
+    tracing::info!(error = %err, retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX), "requeueing after failure");
+    Action::requeue(delay)
+}
+
+fn reconcile_span(echo: &Echo) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        otel.name = "reconcile Echo",
+        k8s.namespace.name = echo.namespace().unwrap_or_default(),
+        k8s.object.name = echo.name_any(),
+        k8s.object.generation = echo.metadata.generation.unwrap_or_default(),
+        deleting = echo.metadata.deletion_timestamp.is_some(),
+        trace_id = Empty,
+        otel.status_code = Empty,
+        error.type = Empty,
+    )
+}
+
+/// The steps, failed and reported once the reconcile timeout has passed: one wedged call
+/// cannot hold a reconcile slot forever.
+async fn run_bounded(
+    echo: &Echo,
+    ctx: &Context,
+    trace_id: Option<String>,
+) -> Result<Action, Error> {
+    let reconciliation = Reconciliation::new(echo, ctx, trace_id)?;
+    let timeout = ctx.reconcile_timeout;
+    match tokio::time::timeout(timeout, reconciliation.run()).await {
+        Ok(result) => result,
+        // The status write and the Event have their own per-request timeout.
+        Err(_) => Err(reconciliation.fail(Error::Timeout(timeout)).await),
+    }
+}
+
+/// Counts the result and marks the `reconcile` span (the current span) failed on error.
+fn record_result(ctx: &Context, key: &str, result: &Result<Action, Error>, elapsed: Duration) {
+    let span = tracing::Span::current();
+    match result {
+        Ok(_) => {
+            ctx.backoff.reset(key);
+            ctx.metrics.reconciled("Reconciled", true, elapsed, &span);
+        }
+        Err(err) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", err.reason());
+            ctx.metrics.reconciled(err.reason(), false, elapsed, &span);
+            tracing::warn!(error = %err, reason = err.reason(), "reconcile failed");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The steps of one reconcile, as methods on the value that carries what they all need: the
+//! object, its namespace's API, the shared context, and the trace id that status and Events
+//! name. Each side effect is one call here, in the order the trace shows them.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::error::Error;
+use super::events::{self, Event, EventType};
+use super::finalizer;
+use super::status::{self, Outcome};
+use crate::crd::{Echo, SKIP_CLEANUP_ANNOTATION};
+use crate::operator::context::Context;
+
+/// One reconcile of one object.
+pub struct Reconciliation<'a> {
+    echo: &'a Echo,
+    ctx: &'a Context,
+    api: Api<Echo>,
+    namespace: String,
+    /// The reconcile's trace, written to status and Events; `None` when tracing is off.
+    trace_id: Option<String>,
+}
+
+impl<'a> Reconciliation<'a> {
+    pub fn new(echo: &'a Echo, ctx: &'a Context, trace_id: Option<String>) -> Result<Self, Error> {
+        let namespace = echo
+            .namespace()
+            .ok_or(Error::IncompleteObject("namespace"))?;
+        Ok(Self {
+            api: Api::namespaced(ctx.client.clone(), &namespace),
+            echo,
+            ctx,
+            namespace,
+            trace_id,
+        })
+    }
+
+    /// Cleans up an object being deleted; otherwise brings the echo service in line with it.
+    pub async fn run(&self) -> Result<Action, Error> {
+        if self.echo.metadata.deletion_timestamp.is_some() {
+            self.cleanup().await
+        } else {
+            self.apply().await
+        }
+    }
+
+    /// Finalizer, echo service, status, Event.
+    async fn apply(&self) -> Result<Action, Error> {
+        let name = self.echo.name_any();
+        let stored = async {
+            finalizer::ensure(&self.api, self.echo).await?;
+            self.ctx
+                .echo
+                .put(&self.namespace, &name, &self.echo.spec)
+                .await
+        }
+        .await;
+        let reply = match stored {
+            Ok(reply) => reply.reply,
+            Err(err) => return Err(self.fail(err).await),
+        };
+        tracing::info!(reply = %reply, "echo service answered");
+        if let Err(err) = self.write_status(&Outcome::Ready { reply: &reply }).await {
+            return Err(self.fail(err).await);
+        }
+        let note = format!("echo service replied {reply:?}");
+        self.publish(EventType::Normal, "Reconciled", &note).await;
+        Ok(Action::requeue(self.ctx.resync))
+    }
+
+    /// Deletes the remote echo, then lets Kubernetes delete the object.
+    async fn cleanup(&self) -> Result<Action, Error> {
+        if !finalizer::has_finalizer(self.echo) {
+            return Ok(Action::await_change());
+        }
+        // While the echo service is down, deletion waits (retried with backoff) so nothing is
+        // left behind in it; the annotation is the way out when it will never come back.
+        let skip = self
+            .echo
+            .annotations()
+            .get(SKIP_CLEANUP_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        let note = if skip {
+            tracing::warn!(
+                annotation = SKIP_CLEANUP_ANNOTATION,
+                "not calling the echo service: cleanup skipped on request"
+            );
+            format!("cleanup of the echo service skipped by {SKIP_CLEANUP_ANNOTATION}")
+        } else {
+            let name = self.echo.name_any();
+            if let Err(err) = self.ctx.echo.delete(&self.namespace, &name).await {
+                return Err(self.fail(err).await);
+            }
+            "echo service forgot the message".to_owned()
+        };
+        // Published before the finalizer goes: afterwards the object may be gone.
+        self.publish(EventType::Normal, "Deleted", &note).await;
+        finalizer::remove(&self.api, self.echo).await?;
+        tracing::info!("finalizer removed");
+        Ok(Action::await_change())
+    }
+
+    /// Reports `err` in status and in a Warning Event, and hands it back for the error policy.
+    /// Best effort: the reconcile already failed, a failing status write must not hide why.
+    pub async fn fail(&self, err: Error) -> Error {
+        let message = err.to_string();
+        let outcome = Outcome::NotReady {
+            reason: err.reason(),
+            message: &message,
+        };
+        if let Err(status_err) = self.write_status(&outcome).await {
+            tracing::warn!(error = %status_err, "cannot record the failure in status");
+        }
+        self.publish(EventType::Warning, err.reason(), &message)
+            .await;
+        err
+    }
+
+    async fn write_status(&self, outcome: &Outcome<'_>) -> Result<(), Error> {
+        let status = status::build(
+            self.echo,
+            outcome,
+            self.trace_id.clone(),
+            jiff::Timestamp::now(),
+        );
+        let params = PatchParams::apply(status::FIELD_MANAGER).force();
+        let patch = Patch::Apply(status::apply_patch(&status));
+        self.api
+            .patch_status(&self.echo.name_any(), &params, &patch)
+            .instrument(tracing::info_span!("write status"))
+            .await
+            .map(|_| ())
+            .map_err(Error::kube("write the status"))
+    }
+
+    /// Publishes an Event whose note names this reconcile's trace. Events are for people;
+    /// failing to publish one never fails the reconcile.
+    async fn publish(&self, type_: EventType, reason: &str, body: &str) {
+        let action = if self.echo.metadata.deletion_timestamp.is_some() {
+            "Cleanup"
+        } else {
+            "Reconcile"
+        };
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(events::note(body, self.trace_id.as_deref())),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        let result = self
+            .ctx
+            .recorder
+            .publish(&event, &self.echo.object_ref(&()))
+            .instrument(tracing::info_span!("publish event", event.reason = reason))
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, reason, "cannot publish the Kubernetes Event");
+        }
+    }
+}
