@@ -27,10 +27,11 @@ from pathlib import Path
 from kube_api import GROUP, KubeApi
 from load import run_wrk
 from plot import plot
-from programs import (MODES, Program, free_port, harness_cpu, http_get, metric_sum, settle, span_counters,
-                      telemetry_env)
+from programs import MODES, Program, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
+
+from e2elib.metrics import metric_sum
 
 ROOT = Path(__file__).resolve().parents[2]
 VISIBILITY_SAMPLE = 20  # objects per B round whose time to show up in Jaeger is measured

@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from e2elib.metrics import metric_sum
 from e2elib.ports import free_ports
 
 # Mode -> what it means; the letters are the issue's and the report's.
@@ -131,21 +132,3 @@ def span_counters(metrics_url, prefix):
     text = http_get(metrics_url)
     return {k: metric_sum(text, f"{prefix}_otel_spans_{k}_total") for k in ("ended", "exported", "export_failed")}
 
-
-def metric_sum(text, name, **labels):
-    """The sum of every sample of `name` whose labels include `labels`, from a Prometheus
-    or OpenMetrics text exposition."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        series, _, rest = line.partition(" ")
-        metric, _, label_text = series.partition("{")
-        if metric != name:
-            continue
-        found = dict(
-            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
-        )
-        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
-            total += float(rest.split()[0])
-    return total

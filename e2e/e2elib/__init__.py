@@ -4,6 +4,7 @@
   kube          kubectl as a person runs it, and waiting for an Echo to be Ready or gone
   trace_view    a trace as a tree of text (e2e/trace, failing tests)
   trace_report  pytest hooks: a failing test prints the traces it fetched
+  metrics       the programs' OpenMetrics text (prometheus_client's parser)
   ports         free loopback ports
 
 This file imports nothing: e2e/trace runs with any python3, so the modules it uses (jaeger,

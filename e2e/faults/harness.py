@@ -10,29 +10,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from e2elib.metrics import metric_sum
+
 ROOT = Path(__file__).resolve().parents[2]
 OPERATORS = ("operator", "operator-2")
 # POD_NAME of each replica, as e2e/up starts them; the Lease names its holder by it.
 POD_NAMES = {"echo-operator-e2e": "operator", "echo-operator-e2e-2": "operator-2"}
 LEASE = ("echo-tracing", "echo-operator")
-METRIC_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)")
 
 
 def _get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
-
-
-def parse_metrics(text):
-    """{(name, frozenset(labels)): value} from OpenMetrics text (exemplars ignored)."""
-    samples = {}
-    for line in text.splitlines():
-        match = METRIC_LINE.match(line)
-        if not match:
-            continue
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
-        samples[(match["name"], labels)] = float(match["value"])
-    return samples
 
 
 class Harness:
@@ -85,13 +74,9 @@ class Harness:
 
     # Operators -------------------------------------------------------------------------
 
-    def metrics(self, name):
-        return parse_metrics(_get(self.operator_urls[name] + "/metrics"))
-
     def metric(self, name, metric, **labels):
         """The sum of `metric` over the series that carry `labels`."""
-        want = set(labels.items())
-        return sum(v for (n, ls), v in self.metrics(name).items() if n == metric and want <= ls)
+        return metric_sum(_get(self.operator_urls[name] + "/metrics"), metric, **labels)
 
     def lease_holder(self):
         lease = self.kubectl.json("get", "lease", LEASE[1], "-n", LEASE[0])

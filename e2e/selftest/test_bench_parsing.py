@@ -6,7 +6,8 @@ import pytest
 
 from bench.load import parse
 from bench.plot import cumulative
-from bench.programs import metric_sum, telemetry_env
+from bench import programs
+from bench.programs import span_counters, telemetry_env
 from bench.report import markdown, percentile, summarise
 from bench.traces import EXPECTED, missing
 from e2elib.jaeger import Span, Trace
@@ -44,24 +45,23 @@ def test_wrk_output_without_figures_is_an_error_not_a_zero():
         parse("unable to connect to 127.0.0.1:4000 Connection refused\n")
 
 
-EXPOSITION = """# TYPE echo_operator_reconciles counter
-echo_operator_reconciles_total{result="success",reason="Reconciled"} 40
-echo_operator_reconciles_total{result="error",reason="EchoUnreachable"} 2
-echo_operator_reconciles_created{result="success",reason="Reconciled"} 1795578004.35
-echo_operator_reconcile_duration_seconds_bucket{le="0.005",result="success",reason="Reconciled"} 1 # {trace_id="31fc"} 0.004 1795578004.35
-echo_operator_leader 1
+SPAN_COUNTERS = """# HELP echo_server_otel_spans_ended Sampled spans handed to the batch span processor.
+# TYPE echo_server_otel_spans_ended counter
+echo_server_otel_spans_ended_total 12
+# HELP echo_server_otel_spans_exported Spans the OTLP exporter delivered.
+# TYPE echo_server_otel_spans_exported counter
+echo_server_otel_spans_exported_total 10
+# HELP echo_server_otel_spans_export_failed Spans in export batches the collector did not accept (dropped).
+# TYPE echo_server_otel_spans_export_failed counter
+echo_server_otel_spans_export_failed_total 1
 # EOF
 """
 
 
-def test_metric_sum_adds_the_series_that_carry_the_labels_asked_for():
-    assert metric_sum(EXPOSITION, "echo_operator_reconciles_total") == 42
-    assert metric_sum(EXPOSITION, "echo_operator_reconciles_total", result="error") == 2
-    assert metric_sum(EXPOSITION, "echo_operator_reconciles_total", result="none") == 0
-    assert metric_sum(EXPOSITION, "echo_operator_leader") == 1
-    # The exemplar after '#' is not the value; a longer name with the same prefix is not it.
-    assert metric_sum(EXPOSITION, "echo_operator_reconcile_duration_seconds_bucket") == 1
-    assert metric_sum(EXPOSITION, "echo_operator_reconciles") == 0
+def test_span_counters_are_read_from_the_programs_metrics(monkeypatch):
+    # The parsing itself (e2elib.metrics) is checked in test_openmetrics.py.
+    monkeypatch.setattr(programs, "http_get", lambda url: SPAN_COUNTERS)
+    assert span_counters("http://x/metrics", "echo_server") == {"ended": 12, "exported": 10, "export_failed": 1}
 
 
 def test_percentile_is_nearest_rank():
