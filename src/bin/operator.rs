@@ -264,7 +264,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     let ctx = Arc::new(args.settings(&identity)?.context(client, links, metrics)?);
 
     let readiness = Readiness::with_role(!args.lease.leader_election);
-    health::serve(args.health_listen, readiness.clone(), ctx.clone())
+    health::serve(args.health_listen, ctx.health_router(readiness.clone()))
         .await
         .map_err(|source| RunError::Health {
             addr: args.health_listen,

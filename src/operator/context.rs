@@ -8,8 +8,9 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::calls::echo_client::{EchoClient, RetryConfig};
+use super::process::health::{self, Readiness};
 use super::process::liveness::Liveness;
-use super::process::metrics::Metrics;
+use super::process::metrics::{Gauges, Metrics};
 use super::reconcile::backoff::Backoff;
 use super::reconcile::events::{EventRecorder, Reporter};
 use super::watch::trace_links::TraceLinks;
@@ -106,6 +107,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// The health port's routes, with gauges read from this context at each scrape.
+    pub fn health_router(self: &Arc<Self>, readiness: Readiness) -> axum::Router {
+        let ctx = self.clone();
+        health::router(readiness, self.liveness.clone(), move |leading| {
+            ctx.metrics.snapshot(&Gauges {
+                pending_trace_links: ctx.links.pending_objects(),
+                trace_link_objects: ctx.links.tracked_objects(),
+                backoff_objects: ctx.backoff.len(),
+                running: ctx.liveness.running(),
+                leading,
+            })
+        })
+    }
+
     /// Forgets everything kept about an object that no longer exists.
     pub fn forget(&self, object_ref: &str) {
         self.links.forget(object_ref);

@@ -10,8 +10,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use super::metrics::Gauges;
-use crate::operator::context::Context;
+use prometheus_client::registry::Registry;
+
+use super::liveness::Liveness;
 
 /// Ready as a follower (it only waits to take over, and must not block a rolling update),
 /// or as the leader once its watch has listed every object once.
@@ -56,14 +57,9 @@ impl Readiness {
     }
 }
 
-/// Serves [`router`] on `addr` on a task of its own, for the life of the process.
-pub async fn serve(
-    addr: SocketAddr,
-    readiness: Readiness,
-    ctx: Arc<Context>,
-) -> std::io::Result<()> {
+/// Serves `router` on `addr` on a task of its own, for the life of the process.
+pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let router = router(readiness, ctx);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, router).await {
             tracing::error!(error = %err, "health endpoint stopped");
@@ -72,21 +68,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// `/healthz`, `/readyz` and `/metrics`.
-pub fn router(readiness: Readiness, ctx: Arc<Context>) -> Router {
-    let liveness = ctx.liveness.clone();
+/// `/healthz`, `/readyz`, and `/metrics` from `scrape`, which is told whether this replica
+/// leads and returns the registry with its gauges up to date.
+pub fn router<F>(readiness: Readiness, liveness: Liveness, scrape: F) -> Router
+where
+    F: Fn(bool) -> Arc<Registry> + Clone + Send + Sync + 'static,
+{
     let leading = readiness.clone();
     Router::new()
         .route(
             "/metrics",
             get(move || {
-                let registry = ctx.metrics.snapshot(&Gauges {
-                    pending_trace_links: ctx.links.pending_objects(),
-                    trace_link_objects: ctx.links.tracked_objects(),
-                    backoff_objects: ctx.backoff.len(),
-                    running: ctx.liveness.running(),
-                    leading: leading.is_leading(),
-                });
+                let registry = scrape(leading.is_leading());
                 async move { crate::metrics::render(&registry) }
             }),
         )
