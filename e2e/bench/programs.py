@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from e2elib.metrics import metric_sum
+from e2elib.polling import TimedOut, eventually
 from e2elib.ports import free_ports
 
 # Mode -> what it means; the letters are the issue's and the report's.
@@ -65,13 +66,16 @@ def settle(state_dir, busy_cores=0.1, timeout=60):
     """Waits until the harness is idle (its processes use under `busy_cores` over a second),
     for at most `timeout` seconds: after the reconcile rounds the API server and etcd are
     still deleting the last namespace, which would slow the first load run alone."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def idle():
         before = sum(harness_cpu(state_dir).values())
         time.sleep(1)
-        if sum(harness_cpu(state_dir).values()) - before < busy_cores:
-            return True
-    return False
+        return sum(harness_cpu(state_dir).values()) - before < busy_cores
+
+    try:
+        return eventually("the harness idle", idle, timeout=timeout, interval=0)
+    except TimedOut:
+        return False
 
 
 class Program:
@@ -91,18 +95,16 @@ class Program:
             )
 
     def wait_ready(self, url, timeout=60, ready=lambda body: True):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers():
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                if ready(http_get(url)):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{self.name} was not ready at {url} within {timeout}s; see {self.log_path}")
+            return ready(http_get(url))
+
+        try:
+            eventually(f"{self.name} ready at {url}", answers, timeout=timeout, interval=0.2, retrying=(OSError,))
+        except TimedOut as error:
+            self.stop()
+            raise RuntimeError(f"{error}; see {self.log_path}") from None
 
     def cpu_seconds(self):
         return cpu_seconds(self.process.pid)

@@ -6,6 +6,7 @@ import concurrent.futures
 import time
 
 from e2elib.jaeger import Jaeger
+from e2elib.polling import TimedOut, eventually
 
 OPERATOR, ECHO = "echo-operator", "echo-server"
 STATUS_ROUTE = "PATCH /apis/tracing.example.com/v1alpha1/namespaces/{namespace}/echoes/{name}/status"
@@ -55,22 +56,30 @@ class TraceChecker:
         passed (the last batch may still be on its way). Returns (expected spans, found spans,
         {trace id: what is missing})."""
         pending = {t: list(EXPECTED) for t in trace_ids}
-        deadline = time.monotonic() + settle
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            while pending:
+
+            def still_missing():
+                nonlocal pending
                 results = dict(zip(pending, pool.map(self.fetch_missing, list(pending))))
                 pending = {t: m for t, m in results.items() if m}
-                if not pending or time.monotonic() > deadline:
-                    break
-                time.sleep(1)
+                return pending
+
+            try:
+                eventually("every trace whole", still_missing, until=lambda left: not left, timeout=settle, interval=1)
+            except TimedOut:
+                pass  # what is still missing is the answer
         expected = len(trace_ids) * len(EXPECTED)
         return expected, expected - sum(len(m) for m in pending.values()), pending
 
     def seconds_until_complete(self, trace_id, ready_at, timeout=30, poll=0.1):
         """Seconds from Ready (time.monotonic() when it was seen) until Jaeger returns the whole
         trace, or None if it never does within `timeout`."""
-        while time.monotonic() - ready_at < timeout:
-            if not self.fetch_missing(trace_id):
-                return time.monotonic() - ready_at
-            time.sleep(poll)
-        return None
+        left = ready_at + timeout - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            eventually(f"trace {trace_id} whole", lambda: self.fetch_missing(trace_id),
+                       until=lambda missing: not missing, timeout=left, interval=poll)
+        except TimedOut:
+            return None
+        return time.monotonic() - ready_at

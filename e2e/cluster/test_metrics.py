@@ -12,6 +12,8 @@ import urllib.request
 
 import pytest
 
+from e2elib.polling import eventually
+
 PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL")
 pytestmark = pytest.mark.skipif(
     not PROMETHEUS_URL,
@@ -32,13 +34,13 @@ def exemplars(query, since):
 
 
 def wait_for_exemplar(query, trace_id, since, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [(labels, e) for labels, e in exemplars(query, since) if e["labels"].get("trace_id") == trace_id]
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"no exemplar of {query} names trace {trace_id}: {exemplars(query, since)}")
+    def naming(found):
+        return [(labels, e) for labels, e in found if e["labels"].get("trace_id") == trace_id]
+
+    # Waits on every exemplar of the query, so a failure shows them all.
+    found = eventually(f"an exemplar of {query} that names trace {trace_id}", lambda: exemplars(query, since),
+                       until=naming, timeout=timeout, interval=1)
+    return naming(found)
 
 
 def test_an_exemplar_of_the_reconcile_histogram_leads_to_its_trace(kubectl, jaeger):

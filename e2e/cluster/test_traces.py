@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cluster.conftest import API_SERVER, ROOT, sample_objects
+from e2elib.polling import eventually
 
 OPERATOR = "echo-operator"
 ECHO = "echo-server"
@@ -252,10 +253,8 @@ def test_a_second_reconcile_names_its_own_trace_and_leaves_others_conditions(kub
                     stdin=yaml.safe_dump(foreign))
         manifest["spec"]["message"] = "second"
         kubectl.apply(stdin=yaml.safe_dump(manifest))
-        deadline = time.monotonic() + 60
-        while (second := kubectl.wait_ready("default", name))["metadata"]["generation"] < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        second = eventually("the second generation Ready", lambda: kubectl.wait_ready("default", name),
+                            until=lambda echo: echo["metadata"]["generation"] >= 2, timeout=60, interval=0.5)
         assert second["status"]["traceId"] != first["status"]["traceId"]
 
         events = kubectl.json("get", "events.events.k8s.io", "-n", "default")["items"]

@@ -7,6 +7,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+from e2elib.polling import eventually
+
 
 @dataclass
 class Span:
@@ -143,14 +145,8 @@ class Jaeger:
     def wait_for(self, what, fetch, ready, timeout=90):
         """Polls until fetch() returns something ready() accepts: spans reach Jaeger in
         batches, and the last one (the status write) comes a few seconds after the rest."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fetch()
-            if last is not None and ready(last):
-                return last
-            time.sleep(1)
-        raise AssertionError(f"Jaeger never showed {what} within {timeout}s; last seen: {last}")
+        return eventually(f"Jaeger to show {what}", fetch, until=lambda last: last is not None and ready(last),
+                          timeout=timeout, interval=1)
 
     def wait_for_trace(self, trace_id, what, ready, timeout=90):
         return self.wait_for(what, lambda: self.trace(trace_id), ready, timeout)

@@ -2,7 +2,8 @@
 
 import json
 import subprocess
-import time
+
+from e2elib.polling import eventually
 
 
 class KubectlError(Exception):
@@ -38,25 +39,20 @@ class Kubectl:
 
     def wait_ready(self, namespace, name, timeout=120):
         """Waits for Ready=True on the object's current generation; returns the object."""
-        deadline = time.monotonic() + timeout
-        echo = None
-        while time.monotonic() < deadline:
-            echo = self.echo(namespace, name)
-            status = (echo or {}).get("status") or {}
-            ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-            if (
-                ready
-                and ready[0]["status"] == "True"
-                and status.get("observedGeneration") == echo["metadata"]["generation"]
-            ):
-                return echo
-            time.sleep(0.5)
-        raise AssertionError(f"{namespace}/{name} not Ready within {timeout}s: {json.dumps(echo, indent=1)}")
+        return eventually(f"{namespace}/{name} Ready at its generation", lambda: self.echo(namespace, name),
+                          until=ready_now, timeout=timeout, interval=0.5)
 
     def wait_gone(self, namespace, name, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.echo(namespace, name) is None:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"{namespace}/{name} still exists after {timeout}s: {self.echo(namespace, name)}")
+        eventually(f"{namespace}/{name} gone", lambda: self.echo(namespace, name), until=lambda echo: echo is None,
+                   timeout=timeout, interval=0.5)
+
+
+def ready_now(echo):
+    """Whether the Echo is Ready=True at its current generation."""
+    status = (echo or {}).get("status") or {}
+    ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+    return (
+        bool(ready)
+        and ready[0]["status"] == "True"
+        and status.get("observedGeneration") == echo["metadata"]["generation"]
+    )

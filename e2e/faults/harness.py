@@ -5,12 +5,12 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from e2elib.metrics import metric_sum
+from e2elib.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATORS = ("operator", "operator-2")
@@ -52,19 +52,9 @@ class Harness:
         status = Path(f"/proc/{self.pid(name)}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)[1])
 
-    def wait_until(self, what, check, timeout=60, interval=0.2):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"{what} did not happen within {timeout}s (last: {last!r})")
-
     def start_operator(self, name):
         self.proc("start", name)
-        self.wait_until(f"{name} ready", lambda: self._ready(name), timeout=60)
+        eventually(f"{name} ready", lambda: self._ready(name), timeout=60)
 
     def _ready(self, name):
         try:
@@ -89,7 +79,7 @@ class Harness:
             if holder and self.pid(holder) and self.metric(holder, "echo_operator_leader") == 1:
                 return holder
             return None
-        return self.wait_until("a leader", current, timeout=timeout)
+        return eventually("a leader", current, timeout=timeout)
 
     # Echo service ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 
+from e2elib.polling import eventually
 from faults.conftest import manifest
 
 OBJECTS = 5
@@ -50,8 +51,8 @@ def test_the_watch_resumes_after_an_api_server_restart(harness, kubectl, jaeger,
         harness.proc("kill", "kube-apiserver")
         time.sleep(1)
         harness.proc("start", "kube-apiserver")
-        harness.wait_until("the API server back", lambda: kubectl.run("get", "--raw", "/readyz", check=False)
-                           .returncode == 0, timeout=90)
+        eventually("the API server back", lambda: kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0,
+                   timeout=90)
         time.sleep(4)  # changes right after the restart, while the watch reconnects
     finally:
         stop.set()
@@ -62,7 +63,7 @@ def test_the_watch_resumes_after_an_api_server_restart(harness, kubectl, jaeger,
     )
 
     for name in names:
-        harness.wait_until(
+        eventually(
             f"{name} at its last generation",
             lambda name=name: (e := kubectl.echo(namespace, name))
             and (e.get("status") or {}).get("observedGeneration") == e["metadata"]["generation"]

@@ -5,6 +5,7 @@ and traces arrive again once it is back."""
 import json
 import time
 
+from e2elib.polling import eventually
 from faults.conftest import manifest
 
 OBJECTS = 10
@@ -43,16 +44,16 @@ def test_reconciles_go_on_without_the_collector_and_traces_return_with_it(harnes
                 kubectl.run("patch", "echo", f"during-{i}", "-n", namespace, "--type", "merge",
                             "-p", json.dumps({"spec": {"message": f"round {round_}"}}))
         for i in range(OBJECTS):
-            harness.wait_until(f"during-{i} reconciled",
-                               lambda i=i: kubectl.echo(namespace, f"during-{i}")["status"].get("observedGeneration") == 4,
-                               timeout=60)
-        harness.wait_until("failed exports counted",
-                           lambda: spans(harness, leader, "export_failed") > failed_before, timeout=30)
+            eventually(f"during-{i} reconciled",
+                       lambda i=i: kubectl.echo(namespace, f"during-{i}")["status"].get("observedGeneration") == 4,
+                       timeout=60)
+        eventually("failed exports counted", lambda: spans(harness, leader, "export_failed") > failed_before,
+                   timeout=30)
         grown = harness.rss_kib(leader) - rss_before
         assert grown < 30 * 1024, f"the operator grew by {grown} KiB while the collector was down"
     finally:
         harness.proc("start", "jaeger")
-    harness.wait_until("Jaeger back", lambda: jaeger.services() is not None, timeout=60)
+    eventually("Jaeger back", lambda: jaeger.services() is not None, timeout=60)
 
     exported = spans(harness, leader, "exported")
     kubectl.apply(stdin=manifest(namespace, "after"))

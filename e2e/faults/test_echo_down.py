@@ -5,6 +5,7 @@ keeps its state, so what it holds afterwards is what the operator did."""
 import time
 from datetime import datetime
 
+from e2elib.polling import eventually
 from faults.conftest import GROUP, events_for, manifest, ready
 
 # e2e/up runs the operators with ERROR_BACKOFF_SECONDS=1 and MAX_ERROR_BACKOFF_SECONDS=10.
@@ -18,7 +19,7 @@ def event_time(event):
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def wait_condition(harness, kubectl, namespace, name, want, generation=None, timeout=60):
+def wait_condition(kubectl, namespace, name, want, generation=None, timeout=60):
     def check():
         echo = kubectl.echo(namespace, name)
         status = (echo or {}).get("status") or {}
@@ -26,7 +27,7 @@ def wait_condition(harness, kubectl, namespace, name, want, generation=None, tim
             return echo
         return None
 
-    return harness.wait_until(f"{namespace}/{name} {want}", check, timeout=timeout)
+    return eventually(f"{namespace}/{name} {want}", check, timeout=timeout)
 
 
 def echo_down(harness):
@@ -35,7 +36,7 @@ def echo_down(harness):
 
 def echo_back(harness):
     harness.proc("start", "echo-proxy")
-    harness.wait_until("echo-proxy listening", lambda: harness.pid("echo-proxy"), timeout=10)
+    eventually("echo-proxy listening", lambda: harness.pid("echo-proxy"), timeout=10)
     time.sleep(0.5)  # the proxy binds right after it starts
 
 
@@ -43,7 +44,7 @@ def test_down_during_create_retries_with_growing_backoff_and_recovers(harness, k
     echo_down(harness)
     try:
         kubectl.apply(stdin=manifest(namespace, "created"))
-        echo = wait_condition(harness, kubectl, namespace, "created", ("False", "EchoUnreachable"))
+        echo = wait_condition(kubectl, namespace, "created", ("False", "EchoUnreachable"))
         assert "observedGeneration" not in echo["status"], "nothing was reconciled successfully yet"
         time.sleep(14)  # let the backoff grow: retries after about 1, 2, 4, 8 s
         warnings = events_for(kubectl, namespace, "created", "EchoUnreachable")
@@ -56,7 +57,7 @@ def test_down_during_create_retries_with_growing_backoff_and_recovers(harness, k
     finally:
         echo_back(harness)
     returned = time.monotonic()
-    echo = wait_condition(harness, kubectl, namespace, "created", ("True", "Reconciled"), generation=1)
+    echo = wait_condition(kubectl, namespace, "created", ("True", "Reconciled"), generation=1)
     assert time.monotonic() - returned <= MAX_BACKOFF + RECONCILE, "recovered within one backoff period"
     stored = harness.stored_echo(namespace, "created")
     assert stored["message"] == "hello from created"
@@ -65,16 +66,16 @@ def test_down_during_create_retries_with_growing_backoff_and_recovers(harness, k
 
 def test_down_during_update_keeps_the_old_generation_until_it_returns(harness, kubectl, namespace):
     kubectl.apply(stdin=manifest(namespace, "updated"))
-    wait_condition(harness, kubectl, namespace, "updated", ("True", "Reconciled"), generation=1)
+    wait_condition(kubectl, namespace, "updated", ("True", "Reconciled"), generation=1)
     echo_down(harness)
     try:
         kubectl.apply(stdin=manifest(namespace, "updated", message="second version"))
-        echo = wait_condition(harness, kubectl, namespace, "updated", ("False", "EchoUnreachable"))
+        echo = wait_condition(kubectl, namespace, "updated", ("False", "EchoUnreachable"))
         assert echo["metadata"]["generation"] == 2 and echo["status"]["observedGeneration"] == 1
         assert harness.stored_echo(namespace, "updated")["message"] == "hello from updated"
     finally:
         echo_back(harness)
-    wait_condition(harness, kubectl, namespace, "updated", ("True", "Reconciled"), generation=2,
+    wait_condition(kubectl, namespace, "updated", ("True", "Reconciled"), generation=2,
                    timeout=MAX_BACKOFF + RECONCILE)
     assert harness.stored_echo(namespace, "updated")["message"] == "second version"
 
@@ -84,12 +85,12 @@ def test_down_during_delete_holds_the_finalizer_until_cleanup_is_done(harness, k
     nothing is left behind in it; the skip-cleanup annotation lets an object go at once."""
     for name in ("deleted", "abandoned"):
         kubectl.apply(stdin=manifest(namespace, name))
-        wait_condition(harness, kubectl, namespace, name, ("True", "Reconciled"), generation=1)
+        wait_condition(kubectl, namespace, name, ("True", "Reconciled"), generation=1)
     echo_down(harness)
     try:
         for name in ("deleted", "abandoned"):
             kubectl.run("delete", GROUP, name, "-n", namespace, "--wait=false")
-        wait_condition(harness, kubectl, namespace, "deleted", ("False", "EchoUnreachable"))
+        wait_condition(kubectl, namespace, "deleted", ("False", "EchoUnreachable"))
         time.sleep(3)
         echo = kubectl.echo(namespace, "deleted")
         assert echo["metadata"]["deletionTimestamp"] and echo["metadata"]["finalizers"], echo["metadata"]

@@ -4,6 +4,7 @@ bounded time, and its trace shows every attempt."""
 
 import time
 
+from e2elib.polling import eventually
 from faults.conftest import manifest, ready
 from faults.test_echo_down import wait_condition
 
@@ -32,7 +33,7 @@ def test_a_slow_echo_service_fails_each_reconcile_in_bounded_time(harness, kubec
     try:
         started = time.monotonic()
         kubectl.apply(stdin=manifest(namespace, "stalled"))
-        echo = wait_condition(harness, kubectl, namespace, "stalled", ("False", "EchoUnreachable"), timeout=40)
+        echo = wait_condition(kubectl, namespace, "stalled", ("False", "EchoUnreachable"), timeout=40)
         elapsed = time.monotonic() - started
         # 4 attempts of 3 s and at most 0.1 + 0.2 + 0.4 s … 2 s between them, plus the API calls.
         assert elapsed <= ATTEMPTS * ATTEMPT_TIMEOUT + 3 * 2 + 3, f"first reconcile failed after {elapsed:.1f}s"
@@ -45,7 +46,7 @@ def test_a_slow_echo_service_fails_each_reconcile_in_bounded_time(harness, kubec
             assert ATTEMPT_TIMEOUT * 1e6 * 0.9 <= call.duration_us <= (ATTEMPT_TIMEOUT + 1) * 1e6, call
     finally:
         harness.proc("resume", "echo-server")
-    wait_condition(harness, kubectl, namespace, "stalled", ("True", "Reconciled"), generation=1, timeout=30)
+    wait_condition(kubectl, namespace, "stalled", ("True", "Reconciled"), generation=1, timeout=30)
 
 
 def test_5xx_past_the_retry_budget_fails_the_reconcile_and_the_next_one_goes_on(
@@ -54,7 +55,7 @@ def test_5xx_past_the_retry_budget_fails_the_reconcile_and_the_next_one_goes_on(
     """failFirst: 10 is more 503s than one reconcile's 4 attempts: the first two reconciles
     fail with every attempt in their traces, the third succeeds."""
     kubectl.apply(stdin=manifest(namespace, "failing", failFirst=10))
-    echo = harness.wait_until(
+    echo = eventually(
         "the first failed reconcile",
         lambda: (e := kubectl.echo(namespace, "failing")) and ready(e) == ("False", "EchoFailing") and e,
         timeout=30,
@@ -66,7 +67,7 @@ def test_5xx_past_the_retry_budget_fails_the_reconcile_and_the_next_one_goes_on(
     assert reconcile.duration_us < 10e6, "a reconcile of 4 quick 503s is over in seconds"
     assert reconcile.tags.get("otel.status_code") == "ERROR"
 
-    done = wait_condition(harness, kubectl, namespace, "failing", ("True", "Reconciled"), generation=1, timeout=60)
+    done = wait_condition(kubectl, namespace, "failing", ("True", "Reconciled"), generation=1, timeout=60)
     stored = harness.stored_echo(namespace, "failing")
     assert stored["writes"] == 11, "10 refused writes, then the one that stored it"
     assert stored["traceId"] == done["status"]["traceId"]

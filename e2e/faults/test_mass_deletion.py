@@ -4,6 +4,7 @@ and the operator keeps no per-object state for any of them."""
 
 import json
 
+from e2elib.polling import eventually
 from faults.conftest import GROUP, manifest
 
 PER_NAMESPACE = 20
@@ -38,14 +39,14 @@ def test_mass_deletion_leaves_no_state_behind(harness, kubectl, namespace):
         for ns, names in groups.items():
             for name in names:
                 kubectl.wait_gone(ns, name, timeout=120)
-        harness.wait_until("the namespace gone",
-                           lambda: kubectl.run("get", "namespace", doomed, check=False).returncode != 0, timeout=120)
+        eventually("the namespace gone", lambda: kubectl.run("get", "namespace", doomed, check=False).returncode != 0,
+                   timeout=120)
 
         for ns, names in groups.items():
             left = [n for n in names if harness.stored_echo(ns, n) is not None]
             assert not left, f"left behind in the echo service: {ns}/{left}"
         # Objects of earlier tests may still be going away; none of these 40 may stay.
-        harness.wait_until(
+        eventually(
             "per-object state released",
             lambda: all(v <= before[k] for k, v in tracked(harness, leader).items()),
             timeout=30,

@@ -5,6 +5,7 @@ import json
 import threading
 import time
 
+from e2elib.polling import eventually
 from faults.conftest import manifest
 from faults.harness import OPERATORS, POD_NAMES
 
@@ -23,8 +24,8 @@ def test_killed_between_the_put_and_the_status_write_converges_once(harness, kub
     # 3 s attempt timeout): a wide window in which the PUT has happened and the status write
     # has not.
     kubectl.apply(stdin=manifest(namespace, "interrupted", delayMs=2000))
-    stored = harness.wait_until("the echo service stored the write",
-                                lambda: harness.stored_echo(namespace, "interrupted"), timeout=30, interval=0.05)
+    stored = eventually("the echo service stored the write", lambda: harness.stored_echo(namespace, "interrupted"),
+                        timeout=30, interval=0.05)
     harness.proc("kill", leader)
     killed_trace = stored["traceId"]
     try:
@@ -62,8 +63,8 @@ def test_the_follower_takes_over_within_one_lease_and_never_overlaps(harness, ku
     harness.proc("kill", leader)
     killed_at = time.monotonic()
     try:
-        harness.wait_until(f"{follower} leads", lambda: harness.metric(follower, "echo_operator_leader") == 1,
-                           timeout=LEASE_SECONDS + 5, interval=0.1)
+        eventually(f"{follower} leads", lambda: harness.metric(follower, "echo_operator_leader") == 1,
+                   timeout=LEASE_SECONDS + 5, interval=0.1)
         failover = time.monotonic() - killed_at
         assert failover <= LEASE_SECONDS + 1, f"failover took {failover:.1f}s"
         creator.join(timeout=60)
