@@ -11,7 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// OpenMetrics text: the format that carries exemplars (Prometheus asks for it when its
@@ -33,6 +33,14 @@ pub fn seconds_histogram() -> HistogramWithExemplars<TraceExemplar> {
     HistogramWithExemplars::new(prometheus_client::metrics::histogram::exponential_buckets(
         0.005, 2.0, 14,
     ))
+}
+
+/// A new family of [`seconds_histogram`]s.
+pub fn exemplar_histograms<L>() -> ExemplarHistograms<L>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Family::new_with_constructor(seconds_histogram)
 }
 
 /// The exemplar for an observation made inside `span`: only a sampled trace, one that
@@ -59,6 +67,23 @@ pub fn observe<L>(
         exemplar_of(span),
         Some(std::time::SystemTime::now()),
     );
+}
+
+/// A new metric of type `M`, registered under `name`.
+pub fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: Metric + Clone + Default,
+{
+    registered_with(registry, name, help, M::default())
+}
+
+/// `metric`, registered under `name`; the registry keeps a handle to the same values.
+pub fn registered_with<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Spans that left, or failed to leave, through the OTLP exporter. Spans the batch queue

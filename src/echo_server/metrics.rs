@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{ExemplarHistograms, SpanCounters, observe, seconds_histogram};
+use crate::metrics::{
+    ExemplarHistograms, SpanCounters, exemplar_histograms, observe, registered_with,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -32,12 +33,11 @@ impl Default for EchoMetrics {
 impl EchoMetrics {
     pub fn new(spans: &SpanCounters) -> Self {
         let mut registry = Registry::with_prefix("echo_server");
-        let requests: ExemplarHistograms<RequestLabels> =
-            Family::new_with_constructor(seconds_histogram);
-        registry.register(
+        let requests: ExemplarHistograms<RequestLabels> = registered_with(
+            &mut registry,
             "request_duration_seconds",
             "Duration of API requests, by route and status; exemplars name their traces",
-            requests.clone(),
+            exemplar_histograms(),
         );
         spans.register(&mut registry);
         Self {

@@ -10,7 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{ExemplarHistograms, SpanCounters, observe, seconds_histogram};
+use crate::metrics::{
+    ExemplarHistograms, SpanCounters, exemplar_histograms, observe, registered, registered_with,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -69,57 +71,38 @@ impl Metrics {
     /// Registers every metric, the exporter's span counters included.
     pub fn new(spans: &SpanCounters) -> Self {
         let mut registry = Registry::with_prefix("echo_operator");
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciles finished, by result and reason",
-            reconciles.clone(),
-        );
-        let reconcile_seconds: ExemplarHistograms<ResultLabels> =
-            Family::new_with_constructor(seconds_histogram);
-        registry.register(
+        let r = &mut registry;
+        let reconciles = registered(r, "reconciles", "Reconciles finished, by result and reason");
+        let reconcile_seconds = registered_with(
+            r,
             "reconcile_duration_seconds",
             "Duration of one reconcile; exemplars name its trace",
-            reconcile_seconds.clone(),
+            exemplar_histograms(),
         );
-        let echo_call_seconds: ExemplarHistograms<EchoCallLabels> =
-            Family::new_with_constructor(seconds_histogram);
-        registry.register(
+        let echo_call_seconds = registered_with(
+            r,
             "echo_request_duration_seconds",
             "Duration of one call to the echo service, retries included; exemplars name its trace",
-            echo_call_seconds.clone(),
+            exemplar_histograms(),
         );
-        let watch_events = Family::<WatchEventLabels, Counter>::default();
-        registry.register(
-            "watch_events",
-            "Watch events received, by type",
-            watch_events.clone(),
-        );
-        let pending_trace_links = Gauge::default();
-        registry.register(
+        let watch_events = registered(r, "watch_events", "Watch events received, by type");
+        let pending_trace_links = registered(
+            r,
             "pending_trace_links",
             "Objects with watch events waiting to hand their trace to a reconcile",
-            pending_trace_links.clone(),
         );
-        let tracked_objects = Family::<StateLabels, Gauge>::default();
-        registry.register(
+        let tracked_objects = registered(
+            r,
             "tracked_objects",
             "Objects the operator keeps per-object state for, by kind of state; deleted objects leave none",
-            tracked_objects.clone(),
         );
-        let reconciles_running = Gauge::default();
-        registry.register(
-            "reconciles_running",
-            "Reconciles running now",
-            reconciles_running.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
+        let reconciles_running = registered(r, "reconciles_running", "Reconciles running now");
+        let leader = registered(
+            r,
             "leader",
             "1 while this replica holds the lease and reconciles, 0 while it follows",
-            leader.clone(),
         );
-        spans.register(&mut registry);
+        spans.register(r);
         Self {
             registry: Arc::new(registry),
             reconciles,
