@@ -10,9 +10,12 @@ VENV := target/venv
 ## and the node mode (as root; skipped loudly otherwise).
 test: lint unit offline kind-config e2e faults bench-smoke node-or-skip
 
+## Unused direct dependencies fail the lint too (cargo-machete, installed once from crates.io).
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets --locked -- -D warnings
+	command -v cargo-machete >/dev/null || cargo install --locked --quiet cargo-machete@0.9.2
+	cargo machete
 
 unit:
 	cargo test --locked
