@@ -82,7 +82,8 @@ async fn put_get_delete_round_trip() {
         "the answer names the trace it continued: {body}"
     );
 
-    let (status, got) = answer(call(reqwest::Method::GET, addr, "/v1/echoes/default/a").await).await;
+    let (status, got) =
+        answer(call(reqwest::Method::GET, addr, "/v1/echoes/default/a").await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["message"], "hi");
 

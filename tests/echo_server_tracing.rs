@@ -70,7 +70,9 @@ async fn traceparent_is_continued_and_a_malformed_one_ignored() {
         format!("{}-extra", traceparent(caller_trace)),
     ] {
         // A malformed traceparent is not an error: `json_answer` asserts a 200.
-        let put = server.put("traced", &body).header("traceparent", &malformed);
+        let put = server
+            .put("traced", &body)
+            .header("traceparent", &malformed);
         let answer = json_answer(put).await;
         let trace_id = answer["traceId"].as_str().expect("a new trace");
         assert!(
@@ -104,9 +106,7 @@ async fn traceparent_is_continued_and_a_malformed_one_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_or_malformed_tracestate_and_baggage_still_continue_the_trace() {
     let server = EchoServer::start();
-    let huge = |entry: &dyn Fn(usize) -> String| {
-        (0..4096).map(entry).collect::<Vec<_>>().join(",")
-    };
+    let huge = |entry: &dyn Fn(usize) -> String| (0..4096).map(entry).collect::<Vec<_>>().join(",");
     let huge_state = huge(&|i| format!("v{i}=abcdefghijkl"));
     let huge_baggage = huge(&|i| format!("k{i}=%E2%82%AC%E2%82%AC"));
     assert!(huge_state.len() > 64 * 1024 && huge_baggage.len() > 64 * 1024);

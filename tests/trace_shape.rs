@@ -175,10 +175,16 @@ async fn the_status_write_hands_its_api_request_span_to_the_api_server() {
         url_full.starts_with(&expected_prefix),
         "url.full {url_full:?}"
     );
-    assert_eq!(api_call.attributes["run.server.address"], "fake-apiserver.test");
+    assert_eq!(
+        api_call.attributes["run.server.address"],
+        "fake-apiserver.test"
+    );
     assert_eq!(api_call.ints.get("server.port"), Some(&6443));
     assert_eq!(api_call.ints.get("http.response.status_code"), Some(&200));
-    let patches = run.operator.api.requests_to("PATCH", "/echoes/hello-write/status");
+    let patches = run
+        .operator
+        .api
+        .requests_to("PATCH", "/echoes/hello-write/status");
     let traceparent = patches.last().and_then(|r| r.traceparent.clone());
     assert_eq!(
         traceparent.expect("traceparent sent to the API server"),
@@ -216,9 +222,11 @@ async fn the_finalizer_patch_and_the_event_each_make_one_traced_api_request() {
 async fn the_reconciled_event_names_the_trace() {
     let run = reconciled("hello-event").await;
     let events = run.operator.api.requests_to("POST", "/events");
-    let note = events
-        .iter()
-        .find_map(|r| r.body["note"].as_str().filter(|n| n.contains(&run.trace_id)));
+    let note = events.iter().find_map(|r| {
+        r.body["note"]
+            .as_str()
+            .filter(|n| n.contains(&run.trace_id))
+    });
     assert!(
         note.is_some(),
         "an Event carrying the trace id: {events:#?}"
@@ -241,9 +249,8 @@ async fn fail_first_retries_stay_inside_one_trace() {
     let trace_id = status_trace_id(&done);
     let trace = eventually("three echo server spans")
         .until(async || {
-            exported(&trace_id).when(|t| {
-                t.all(ECHO, |s| s.kind == KIND_SERVER).len() == 3 && t.parents_arrived()
-            })
+            exported(&trace_id)
+                .when(|t| t.all(ECHO, |s| s.kind == KIND_SERVER).len() == 3 && t.parents_arrived())
         })
         .await;
     let reconcile = trace.one(OPERATOR, "reconcile Echo");

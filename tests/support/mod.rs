@@ -1,6 +1,7 @@
 //! Shared test harness, one module per concern; each test binary uses a part of it.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
+// Each test binary uses a different part of the harness, and of its re-exports below.
+#![allow(dead_code)]
 
 pub mod echo_process;
 pub mod eventually;
@@ -12,11 +13,15 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace;
 
-pub use echo_process::{CALLER_SPAN, EchoServer, traceparent, unreachable_echo_url};
-pub use eventually::eventually;
-pub use fake_api::FakeApi;
-pub use fixtures::{EchoBuilder, SpecBuilder, echo, spec, status_trace_id};
-pub use operator::{Operator, OperatorOptions};
-pub use otlp::{Receiver, SpanRecord};
-pub use telemetry::{flush_operator_spans, receiver};
-pub use trace::{ECHO, OPERATOR, Trace, all_exported, exported};
+// The names most tests use, at `support::`.
+#[allow(unused_imports)]
+pub use self::{
+    echo_process::{CALLER_SPAN, EchoServer, traceparent, unreachable_echo_url},
+    eventually::eventually,
+    fake_api::FakeApi,
+    fixtures::{EchoBuilder, SpecBuilder, echo, spec, status_trace_id},
+    operator::{Operator, OperatorOptions},
+    otlp::{Receiver, SpanRecord},
+    telemetry::{flush_operator_spans, receiver},
+    trace::{ECHO, OPERATOR, Trace, all_exported, exported},
+};

@@ -36,7 +36,9 @@ impl Trace {
 
     /// Whether `service` sent a span called `name`.
     pub fn has(&self, service: &str, name: &str) -> bool {
-        self.0.iter().any(|s| s.service == service && s.name == name)
+        self.0
+            .iter()
+            .any(|s| s.service == service && s.name == name)
     }
 
     /// Whether any process sent a span called `name`.
