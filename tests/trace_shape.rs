@@ -120,7 +120,7 @@ async fn the_echo_call_is_one_client_span_under_the_reconcile() {
         client.attributes["url.full"],
         format!("{}/v1/echoes/default/hello-client", run.server.url())
     );
-    assert_eq!(client.attributes["run.server.address"], "127.0.0.1");
+    assert_eq!(client.attributes["server.address"], "127.0.0.1");
     run.stop().await;
 }
 
@@ -176,7 +176,7 @@ async fn the_status_write_hands_its_api_request_span_to_the_api_server() {
         "url.full {url_full:?}"
     );
     assert_eq!(
-        api_call.attributes["run.server.address"],
+        api_call.attributes["server.address"],
         "fake-apiserver.test"
     );
     assert_eq!(api_call.ints.get("server.port"), Some(&6443));
