@@ -175,10 +175,7 @@ async fn the_status_write_hands_its_api_request_span_to_the_api_server() {
         url_full.starts_with(&expected_prefix),
         "url.full {url_full:?}"
     );
-    assert_eq!(
-        api_call.attributes["server.address"],
-        "fake-apiserver.test"
-    );
+    assert_eq!(api_call.attributes["server.address"], "fake-apiserver.test");
     assert_eq!(api_call.ints.get("server.port"), Some(&6443));
     assert_eq!(api_call.ints.get("http.response.status_code"), Some(&200));
     let patches = run

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use super::State;
 use super::routes::{json_response, not_supported, status};
 
+/// The API server's answer to a change it refuses.
+type Refused = Box<Response<Body>>;
+
 /// Answers a request to the Echo `name` in `ns`; `rest` is the subresource path, if any.
 pub(super) fn respond(
     state: &mut State,
@@ -25,7 +28,7 @@ pub(super) fn respond(
         return status(StatusCode::NOT_FOUND, "NotFound", "echo not found");
     };
     if let Err(refused) = change(object, method, rest, content_type, body) {
-        return refused;
+        return *refused;
     }
     object["metadata"]["resourceVersion"] = json!(rv);
     let response = json_response(StatusCode::OK, object);
@@ -44,7 +47,7 @@ fn change(
     rest: &[&str],
     content_type: &str,
     body: Value,
-) -> Result<(), Response<Body>> {
+) -> Result<(), Refused> {
     match (method, rest, content_type) {
         ("GET", [], _) => Ok(()),
         ("PATCH", ["status"], "application/apply-patch+yaml") => {
@@ -52,18 +55,19 @@ fn change(
             Ok(())
         }
         ("PATCH", [], "application/json-patch+json") => json_patch(object, body),
-        _ => Err(not_supported()),
+        _ => Err(Box::new(not_supported())),
     }
 }
 
-fn json_patch(object: &mut Value, body: Value) -> Result<(), Response<Body>> {
+fn json_patch(object: &mut Value, body: Value) -> Result<(), Refused> {
     let patch: json_patch::Patch = serde_json::from_value(body)
-        .map_err(|err| status(StatusCode::BAD_REQUEST, "BadRequest", &err.to_string()))?;
+        .map_err(|err| status(StatusCode::BAD_REQUEST, "BadRequest", &err.to_string()))
+        .map_err(Box::new)?;
     // The API server treats an absent list as null for `test`.
     if object["metadata"].get("finalizers").is_none() {
         object["metadata"]["finalizers"] = Value::Null;
     }
-    json_patch::patch(object, &patch).map_err(|err| invalid(&err.to_string()))
+    json_patch::patch(object, &patch).map_err(|err| Box::new(invalid(&err.to_string())))
 }
 
 /// Sends the watch event of a change. An object marked for deletion goes away once its
