@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::metrics::{assert_exemplar, scrape};
 use support::otlp::KIND_SERVER;
 use support::{CALLER_SPAN, ECHO, EchoServer, eventually, exported, traceparent};
 
@@ -24,23 +25,12 @@ async fn metrics_name_the_trace_of_a_request_as_an_exemplar() {
     let caller_trace = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
     let put = server.put("m", &json!({"message": "m"}));
     json_answer(put.header("traceparent", traceparent(caller_trace))).await;
-    let metrics = reqwest::get(format!("{}/metrics", server.url()))
-        .await
-        .expect("GET /metrics");
-    assert_eq!(
-        metrics.headers()["content-type"],
-        echo_operator::metrics::CONTENT_TYPE
-    );
-    let text = metrics.text().await.expect("body");
-    let labels = "method=\"PUT\",route=\"/v1/echoes/{namespace}/{name}\",status=\"200\"}";
-    let exemplar = format!("# {{trace_id=\"{caller_trace}\"}}");
-    assert!(
-        text.lines().any(|l| {
-            l.starts_with("echo_server_request_duration_seconds_bucket{")
-                && l.contains(labels)
-                && l.contains(&exemplar)
-        }),
-        "a bucket with the caller's trace as exemplar:\n{text}"
+    let text = scrape(&format!("{}/metrics", server.url())).await;
+    assert_exemplar(
+        &text,
+        "echo_server_request_duration_seconds_bucket{",
+        "method=\"PUT\",route=\"/v1/echoes/{namespace}/{name}\",status=\"200\"}",
+        caller_trace,
     );
     assert!(
         !text.contains("route=\"/metrics\""),

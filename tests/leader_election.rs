@@ -239,7 +239,7 @@ async fn losing_the_lease_stops_reconciling_at_once() {
     // Leading again: a new watch, and the object is reconciled to the end.
     role_tx.send_replace(Role::Leader);
     eventually("the status write of the new term")
-        .until(async || api.when(|api| !api.requests_to("PATCH", "/echoes/slow/status").is_empty()))
+        .until(async || api.received(1, "PATCH", "/echoes/slow/status"))
         .await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;

@@ -17,16 +17,13 @@ use support::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_calls_the_echo_service_and_removes_the_finalizer() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
-    operator.apply(&echo("default", "doomed", spec("short-lived")));
-    let ready = operator.wait_ready("default", "doomed", "True").await;
+    let operator = Operator::calling(&server);
+    let ready = operator
+        .apply_until_ready(&echo("default", "doomed", spec("short-lived")), "True")
+        .await;
     operator.apply(&ready.at_generation(2).being_deleted());
     eventually("the finalizer removal, after which the object is gone")
-        .until(async || {
-            operator
-                .api
-                .when(|api| api.object("default", "doomed").is_none())
-        })
+        .until(async || operator.api.gone("default", "doomed"))
         .await;
 
     let gone = reqwest::get(format!("{}/v1/echoes/default/doomed", server.url()))
@@ -79,8 +76,9 @@ async fn delete_calls_the_echo_service_and_removes_the_finalizer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_deleted_while_failing_leaves_no_state_behind() {
     let operator = Operator::start(OperatorOptions::new(unreachable_echo_url()).max_retries(0));
-    operator.apply(&echo("default", "failing", spec("nobody home")));
-    let failed = operator.wait_ready("default", "failing", "False").await;
+    let failed = operator
+        .apply_until_ready(&echo("default", "failing", spec("nobody home")), "False")
+        .await;
     // Trace links are shared by every test in this process: ask about this object only.
     let key = ObjectRef::from_obj(&failed).to_string();
     let ctx = &operator.ctx;
@@ -135,11 +133,7 @@ async fn deletion_waits_for_the_echo_service_unless_cleanup_is_skipped() {
             .annotated(SKIP_CLEANUP_ANNOTATION, "true"),
     );
     eventually("the finalizer removed without the echo service")
-        .until(async || {
-            operator
-                .api
-                .when(|api| api.object("default", "orphan").is_none())
-        })
+        .until(async || operator.api.gone("default", "orphan"))
         .await;
     let events = operator.api.requests_to("POST", "/events");
     assert!(

@@ -9,8 +9,7 @@ use echo_operator::crd::Echo;
 use echo_operator::operator::events::{Event, EventRecorder, EventType, Reporter};
 use kube::Resource;
 use support::{
-    EchoBuilder, EchoServer, FakeApi, Operator, OperatorOptions, echo, eventually, spec,
-    status_trace_id,
+    EchoBuilder, EchoServer, FakeApi, Operator, echo, eventually, spec, status_trace_id,
 };
 
 /// The notes of the `Reconciled` Events published so far, oldest first.
@@ -27,9 +26,10 @@ fn reconciled_notes(api: &FakeApi) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reconcile_publishes_an_event_naming_its_own_trace() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
-    operator.apply(&echo("default", "twice", spec("one")));
-    let ready = operator.wait_ready("default", "twice", "True").await;
+    let operator = Operator::calling(&server);
+    let ready = operator
+        .apply_until_ready(&echo("default", "twice", spec("one")), "True")
+        .await;
     let first_trace = status_trace_id(&ready);
 
     operator.apply(&ready.with_message("two").at_generation(2));

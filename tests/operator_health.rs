@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use kube::runtime::watcher;
+use support::metrics::{assert_exemplar, scrape};
 use support::{EchoServer, Operator, OperatorOptions, echo, eventually, spec, status_trace_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,9 +37,10 @@ async fn operator_becomes_ready_once_the_initial_list_is_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
-    operator.apply(&echo("default", "measured", spec("count me")));
-    let done = operator.wait_ready("default", "measured", "True").await;
+    let operator = Operator::calling(&server);
+    let done = operator
+        .apply_until_ready(&echo("default", "measured", spec("count me")), "True")
+        .await;
     let trace_id = status_trace_id(&done);
 
     let router =
@@ -48,17 +50,9 @@ async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let response = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("GET /metrics");
-    assert_eq!(
-        response.headers()["content-type"],
-        echo_operator::metrics::CONTENT_TYPE
-    );
-    let text = response.text().await.expect("body");
+    let text = scrape(&format!("http://{addr}/metrics")).await;
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
-    let exemplar = format!("# {{trace_id=\"{trace_id}\"}}");
-    for (metric, labels) in [
+    for (bucket, labels) in [
         (
             "echo_operator_reconcile_duration_seconds_bucket{",
             "result=\"success\",reason=\"Reconciled\"}",
@@ -68,11 +62,7 @@ async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
             "method=\"PUT\",status=\"200\"}",
         ),
     ] {
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with(metric) && l.contains(labels) && l.contains(&exemplar)),
-            "a {metric}{labels} bucket with the exemplar {exemplar}:\n{text}"
-        );
+        assert_exemplar(&text, bucket, labels, &trace_id);
     }
     for line in [
         "echo_operator_reconciles_total{result=\"success\",reason=\"Reconciled\"} 1",

@@ -42,11 +42,7 @@ async fn a_hanging_api_request_fails_the_reconcile_in_bounded_time_and_others_pr
     );
     // The failed reconcile gave its slot back and is retried with backoff.
     eventually("a retry of the stuck object")
-        .until(async || {
-            operator
-                .api
-                .when(|api| api.requests_to("PATCH", "/echoes/stuck/status").len() >= 3)
-        })
+        .until(async || operator.api.received(3, "PATCH", "/echoes/stuck/status"))
         .await;
     operator.stop().await;
 }
@@ -137,8 +133,9 @@ async fn the_echo_service_over_https_with_a_trusted_test_ca() {
     let mut options = OperatorOptions::new(url.clone());
     options.echo_ca = Some(pki.ca_pem.clone().into_bytes());
     let operator = Operator::start(options);
-    operator.apply(&echo("default", "secure", spec("over TLS")));
-    let done = operator.wait_ready("default", "secure", "True").await;
+    let done = operator
+        .apply_until_ready(&echo("default", "secure", spec("over TLS")), "True")
+        .await;
     assert_eq!(
         done.status.and_then(|s| s.reply).as_deref(),
         Some("echo: over TLS")
@@ -147,8 +144,9 @@ async fn the_echo_service_over_https_with_a_trusted_test_ca() {
 
     // Without the CA the same URL fails verification: the test CA is what made it work.
     let operator = Operator::start(OperatorOptions::new(url).max_retries(0));
-    operator.apply(&echo("default", "insecure", spec("over TLS")));
-    let failed = operator.wait_ready("default", "insecure", "False").await;
+    let failed = operator
+        .apply_until_ready(&echo("default", "insecure", spec("over TLS")), "False")
+        .await;
     assert_eq!(
         failed.ready_condition().map(|c| c.reason.as_str()),
         Some("EchoUnreachable")
@@ -163,8 +161,12 @@ async fn a_reconcile_longer_than_its_timeout_fails_and_says_so() {
     options.reconcile_timeout = Duration::from_secs(1);
     let operator = Operator::start(options);
     let started = Instant::now();
-    operator.apply(&echo("default", "too-slow", spec("m").delay_ms(10_000)));
-    let failed = operator.wait_ready("default", "too-slow", "False").await;
+    let failed = operator
+        .apply_until_ready(
+            &echo("default", "too-slow", spec("m").delay_ms(10_000)),
+            "False",
+        )
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "failed after {:?}, not bounded by the 1 s reconcile timeout",

@@ -5,22 +5,20 @@ mod support;
 
 use echo_operator::crd::TRACEPARENT_ANNOTATION;
 use support::{
-    ECHO, EchoBuilder, EchoServer, OPERATOR, Operator, OperatorOptions, echo, eventually, exported,
-    spec, status_trace_id,
+    ECHO, EchoBuilder, EchoServer, OPERATOR, Operator, echo, eventually, exported, spec,
+    status_trace_id,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceparent_annotation_continues_the_appliers_trace() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
+    let operator = Operator::calling(&server);
     let chosen_trace = "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ed";
     let chosen_span = "0a0b0c0d0e0f1011";
     let traceparent = format!("00-{chosen_trace}-{chosen_span}-01");
     let annotated = echo("default", "annotated", spec("from my trace"))
         .annotated(TRACEPARENT_ANNOTATION, traceparent);
-    operator.apply(&annotated);
-
-    let done = operator.wait_ready("default", "annotated", "True").await;
+    let done = operator.apply_until_ready(&annotated, "True").await;
     assert_eq!(status_trace_id(&done), chosen_trace);
     // Its parent is the applier's span, never sent here: wait for the watch span by name.
     let trace = eventually("the echo server span")
@@ -38,7 +36,7 @@ async fn traceparent_annotation_continues_the_appliers_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_traceparent_annotation_is_ignored() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
+    let operator = Operator::calling(&server);
     // Multi-line and 256 KiB: logged whole, it would forge log lines and flood the log.
     let hostile = format!(
         "00-not-a-trace-01\n2026-01-01T00:00:00Z  INFO forged: all good\n{}",
@@ -46,11 +44,7 @@ async fn invalid_traceparent_annotation_is_ignored() {
     );
     let annotated = echo("default", "badly-annotated", spec("no trace for you"))
         .annotated(TRACEPARENT_ANNOTATION, hostile);
-    operator.apply(&annotated);
-
-    let done = operator
-        .wait_ready("default", "badly-annotated", "True")
-        .await;
+    let done = operator.apply_until_ready(&annotated, "True").await;
     let trace_id = status_trace_id(&done);
     let trace = eventually("the watch event")
         .until(async || exported(&trace_id).when(|t| t.has_named("watch Echo Apply")))

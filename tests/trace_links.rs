@@ -16,9 +16,9 @@ use support::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_echo_service_reports_not_ready_and_retries_with_backoff() {
     let operator = Operator::start(OperatorOptions::new(unreachable_echo_url()).max_retries(1));
-    operator.apply(&echo("default", "lonely", spec("anyone there?")));
-
-    let failed = operator.wait_ready("default", "lonely", "False").await;
+    let failed = operator
+        .apply_until_ready(&echo("default", "lonely", spec("anyone there?")), "False")
+        .await;
     let ready = failed.ready_condition().expect("Ready").clone();
     assert_eq!(ready.reason, "EchoUnreachable");
     assert!(ready.message.contains("unreachable"), "{}", ready.message);
@@ -27,11 +27,7 @@ async fn unreachable_echo_service_reports_not_ready_and_retries_with_backoff() {
     // The error policy requeues: a second reconcile, with no watch event behind it, starts
     // a new trace that links to the first one.
     eventually("a second failed status write")
-        .until(async || {
-            operator
-                .api
-                .when(|api| api.requests_to("PATCH", "/echoes/lonely/status").len() >= 2)
-        })
+        .until(async || operator.api.received(2, "PATCH", "/echoes/lonely/status"))
         .await;
     let retried = operator.api.object("default", "lonely").expect("object");
     assert_eq!(
@@ -77,7 +73,7 @@ async fn unreachable_echo_service_reports_not_ready_and_retries_with_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalesced_watch_events_become_links() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
+    let operator = Operator::calling(&server);
     let first = echo("default", "busy", spec("one"));
     let second = echo("default", "busy", spec("two"))
         .at_generation(2)

@@ -10,8 +10,8 @@ use echo_operator::crd::{Echo, FINALIZER};
 use support::fake_api::FAKE_CLUSTER_URL;
 use support::otlp::{KIND_CLIENT, KIND_CONSUMER, KIND_SERVER, STATUS_ERROR};
 use support::{
-    ECHO, EchoServer, OPERATOR, Operator, OperatorOptions, SpecBuilder, Trace, echo, eventually,
-    exported, spec, status_trace_id,
+    ECHO, EchoServer, OPERATOR, Operator, SpecBuilder, Trace, echo, eventually, exported, spec,
+    status_trace_id,
 };
 
 /// One object reconciled against the real echo server, and its whole trace.
@@ -27,9 +27,9 @@ struct Reconciled {
 /// and for its trace to hold the store write and the status write with all their parents.
 async fn reconciled(name: &str) -> Reconciled {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
-    operator.apply(&echo("default", name, spec("hello, traces")));
-    let object = operator.wait_ready("default", name, "True").await;
+    let operator = Operator::calling(&server);
+    let hello = echo("default", name, spec("hello, traces"));
+    let object = operator.apply_until_ready(&hello, "True").await;
     let trace_id = status_trace_id(&object);
     let trace = eventually("the echo server's store write")
         .until(async || {
@@ -239,10 +239,13 @@ async fn the_reconciled_event_names_the_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_first_retries_stay_inside_one_trace() {
     let server = EchoServer::start();
-    let operator = Operator::start(OperatorOptions::new(server.url()));
-    operator.apply(&echo("default", "flaky", spec("try again").fail_first(2)));
-
-    let done = operator.wait_ready("default", "flaky", "True").await;
+    let operator = Operator::calling(&server);
+    let done = operator
+        .apply_until_ready(
+            &echo("default", "flaky", spec("try again").fail_first(2)),
+            "True",
+        )
+        .await;
     let trace_id = status_trace_id(&done);
     let trace = eventually("three echo server spans")
         .until(async || {

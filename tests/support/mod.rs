@@ -7,6 +7,7 @@ pub mod echo_process;
 pub mod eventually;
 pub mod fake_api;
 pub mod fixtures;
+pub mod metrics;
 pub mod operator;
 pub mod otlp;
 pub mod telemetry;

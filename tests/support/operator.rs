@@ -13,6 +13,7 @@ use echo_operator::operator::{self, Backoff, Context, LoopConfig};
 use futures::channel::{mpsc, oneshot};
 use kube::runtime::watcher;
 
+use super::echo_process::EchoServer;
 use super::eventually::eventually;
 use super::fake_api::FakeApi;
 use super::telemetry::{telemetry, trace_links};
@@ -73,6 +74,11 @@ pub struct Operator {
 impl Operator {
     pub fn start(options: OperatorOptions) -> Self {
         Self::start_on(FakeApi::default(), options)
+    }
+
+    /// With the default options, calling the echo-server binary `server`.
+    pub fn calling(server: &EchoServer) -> Self {
+        Self::start(OperatorOptions::new(server.url()))
     }
 
     /// Runs over `api`, which the test may have set up (a request that hangs, say).
@@ -167,6 +173,14 @@ impl Operator {
                 object.ok_or_else(|| self.api.seen())
             })
             .await
+    }
+
+    /// Applies `echo` and waits (20 s) for its `Ready` condition to be `status`.
+    pub async fn apply_until_ready(&self, echo: &Echo, status: &str) -> Echo {
+        self.apply(echo);
+        let namespace = echo.metadata.namespace.as_deref().expect("namespace");
+        let name = echo.metadata.name.as_deref().expect("name");
+        self.wait_ready(namespace, name, status).await
     }
 
     pub async fn stop(self) {

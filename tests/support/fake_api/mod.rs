@@ -144,6 +144,27 @@ impl FakeApi {
         if done(self) { Ok(()) } else { Err(self.seen()) }
     }
 
+    /// For `eventually`: `Ok` once the object is gone (its last finalizer removed).
+    pub fn gone(&self, namespace: &str, name: &str) -> Result<(), String> {
+        self.when(|api| api.object(namespace, name).is_none())
+    }
+
+    /// For `eventually`: the `method` requests to paths ending in `suffix`, once there are
+    /// at least `count` of them.
+    pub fn received(
+        &self,
+        count: usize,
+        method: &str,
+        suffix: &str,
+    ) -> Result<Vec<Recorded>, String> {
+        let requests = self.requests_to(method, suffix);
+        if requests.len() >= count {
+            Ok(requests)
+        } else {
+            Err(self.seen())
+        }
+    }
+
     /// A client whose stack matches the operator's request client: the tracing layer, the
     /// per-request timeout, then the transport.
     pub fn client(&self, timeout: Duration) -> kube::Client {
