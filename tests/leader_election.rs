@@ -102,18 +102,13 @@ async fn one_leader_and_a_failover_within_the_lease_duration_after_it_dies() {
     let b = Elector::start(&api, "replica-b");
     // b keeps following while a renews: several lease durations without a change.
     let quiet_until = Instant::now() + LEASE * 2;
-    watch_all(
-        &[&a, &b],
-        LEASE * 3,
-        "two lease durations of a leading",
-        |e| {
-            assert!(
-                e[0].leads() && !e[1].leads(),
-                "the leader changed while it was alive"
-            );
-            Instant::now() >= quiet_until
-        },
-    )
+    watch_all(&[&a, &b], LEASE * 3, "two quiet lease durations", |e| {
+        assert!(
+            e[0].leads() && !e[1].leads(),
+            "the leader changed while it was alive"
+        );
+        Instant::now() >= quiet_until
+    })
     .await;
     assert_eq!(
         *b.roles.borrow(),

@@ -7,7 +7,6 @@
 mod support;
 
 use echo_operator::crd::{Echo, FINALIZER};
-use support::fake_api::FAKE_CLUSTER_URL;
 use support::otlp::{KIND_CLIENT, KIND_CONSUMER, KIND_SERVER, STATUS_ERROR};
 use support::{
     ECHO, EchoServer, OPERATOR, Operator, SpecBuilder, Trace, echo, eventually, exported, spec,
@@ -169,7 +168,8 @@ async fn the_status_write_hands_its_api_request_span_to_the_api_server() {
     );
     let url_full = &api_call.attributes["url.full"];
     let expected_prefix = format!(
-        "{FAKE_CLUSTER_URL}/apis/tracing.example.com/v1alpha1/namespaces/default/echoes/hello-write/status?"
+        "{}/apis/tracing.example.com/v1alpha1/namespaces/default/echoes/hello-write/status?",
+        support::fake_api::FAKE_CLUSTER_URL
     );
     assert!(
         url_full.starts_with(&expected_prefix),

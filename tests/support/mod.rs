@@ -22,7 +22,7 @@ pub use self::{
     fake_api::FakeApi,
     fixtures::{EchoBuilder, SpecBuilder, echo, spec, status_trace_id},
     operator::{Operator, OperatorOptions},
-    otlp::{Receiver, SpanRecord},
-    telemetry::{flush_operator_spans, receiver},
+    otlp::SpanRecord,
+    telemetry::receiver,
     trace::{ECHO, OPERATOR, Trace, all_exported, exported},
 };
