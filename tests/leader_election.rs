@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use echo_operator::crd::EchoSpec;
 use echo_operator::operator::health::Readiness;
 use echo_operator::operator::leader::{LeaseConfig, Role, campaign};
 use echo_operator::operator::{self, LoopConfig};
@@ -18,7 +17,9 @@ use echo_operator::shutdown::Stop;
 use futures::channel::mpsc;
 use kube::Api;
 use kube::runtime::watcher;
-use support::{EchoServer, FakeApi, Operator, OperatorOptions, echo};
+use support::{
+    EchoServer, FakeApi, Operator, OperatorOptions, SpecBuilder, echo, eventually, spec,
+};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -82,19 +83,15 @@ async fn watch_all(
     what: &str,
     done: impl Fn(&[&Elector]) -> bool,
 ) -> Instant {
-    let deadline = Instant::now() + within;
-    loop {
-        let leaders = electors.iter().filter(|e| e.leads()).count();
-        assert!(leaders <= 1, "{leaders} leaders at once");
-        if done(electors) {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(what)
+        .within(within)
+        .every(Duration::from_millis(10))
+        .until(async || {
+            let leaders = electors.iter().filter(|e| e.leads()).count();
+            assert!(leaders <= 1, "{leaders} leaders at once");
+            done(electors).then(Instant::now)
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,13 +102,14 @@ async fn one_leader_and_a_failover_within_the_lease_duration_after_it_dies() {
     let b = Elector::start(&api, "replica-b");
     // b keeps following while a renews: several lease durations without a change.
     let quiet_until = Instant::now() + LEASE * 2;
-    while Instant::now() < quiet_until {
+    watch_all(&[&a, &b], LEASE * 3, "two quiet lease durations", |e| {
         assert!(
-            a.leads() && !b.leads(),
+            e[0].leads() && !e[1].leads(),
             "the leader changed while it was alive"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        Instant::now() >= quiet_until
+    })
+    .await;
     assert_eq!(
         *b.roles.borrow(),
         Role::Follower {
@@ -216,26 +214,13 @@ async fn losing_the_lease_stops_reconciling_at_once() {
         }),
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let slow = echo(
-        "default",
-        "slow",
-        EchoSpec {
-            message: "m".into(),
-            delay_ms: Some(3_000),
-            fail_first: None,
-        },
-    );
-    api.apply(&slow);
+    api.apply(&echo("default", "slow", spec("m").delay_ms(3_000)));
     // The echo service holds the write for 3 s; lose the lease meanwhile.
-    let url = format!("{}/v1/echoes/default/slow", server.url());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reqwest::get(&url)
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "the PUT never arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the PUT")
+        .within(Duration::from_secs(10))
+        .every(Duration::from_millis(20))
+        .until(async || server.stores("default", "slow").await)
+        .await;
     role_tx.send_replace(Role::Follower {
         leader: Some("replica-b".into()),
     });
@@ -248,10 +233,9 @@ async fn losing_the_lease_stops_reconciling_at_once() {
 
     // Leading again: a new watch, and the object is reconciled to the end.
     role_tx.send_replace(Role::Leader);
-    api.wait_until("the status write of the new term", |api| {
-        !api.requests_to("PATCH", "/echoes/slow/status").is_empty()
-    })
-    .await;
+    eventually("the status write of the new term")
+        .until(async || api.received(1, "PATCH", "/echoes/slow/status"))
+        .await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -36,6 +36,13 @@ pub struct SpanRecord {
     pub status_code: i32,
     /// Span events (a `tracing` event's message is its name) with their attributes.
     pub events: Vec<EventRecord>,
+}
+
+impl SpanRecord {
+    /// An attribute as text, if the span has it.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -109,30 +116,6 @@ impl Receiver {
 
     pub fn all_spans(&self) -> Vec<SpanRecord> {
         self.spans.lock().expect("spans lock").clone()
-    }
-
-    /// Polls until `done` holds for the spans of `trace_id`, or panics with what arrived.
-    pub async fn wait_for_trace(
-        &self,
-        trace_id: &str,
-        what: &str,
-        done: impl Fn(&[SpanRecord]) -> bool,
-    ) -> Vec<SpanRecord> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            crate::support::flush_operator_spans();
-            let spans = self.spans_of_trace(trace_id);
-            if done(&spans) {
-                return spans;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what} in trace {trace_id}; got:\n{}",
-                    describe(&spans)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 

@@ -1,0 +1,68 @@
+//! The telemetry of the test process: one OTLP receiver, and the operator's tracing set up
+//! to export to it. `tracing` allows one global subscriber, so every test in a binary
+//! shares them and tells its spans apart by trace id.
+
+use std::sync::{Arc, OnceLock};
+
+use echo_operator::operator::trace_links::TraceLinks;
+use echo_operator::telemetry::{self, ExporterConfig, Protocol, Telemetry, TelemetryConfig};
+
+use super::otlp::Receiver;
+
+struct Shared {
+    receiver: Receiver,
+    telemetry: Telemetry,
+    links: Arc<TraceLinks>,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        echo_operator::tls::install_crypto_provider();
+        let receiver = Receiver::start();
+        let links = Arc::new(TraceLinks::default());
+        let config = TelemetryConfig {
+            service_name: "echo-operator".into(),
+            resource_attributes: vec![("k8s.namespace.name".into(), "test".into())],
+            exporter: Some(ExporterConfig {
+                protocol: Protocol::HttpProtobuf,
+                endpoint: format!("{}/v1/traces", receiver.endpoint()),
+                certificate: None,
+            }),
+            sdk_disabled: false,
+            log_filter: "warn".into(),
+            json_logs: false,
+            warnings: Vec::new(),
+        };
+        // Built off any async runtime: the blocking HTTP exporter must not live inside one.
+        let resolver = links.clone();
+        let telemetry = std::thread::spawn(move || telemetry::init(&config, Some(resolver)))
+            .join()
+            .expect("telemetry thread")
+            .expect("telemetry init");
+        Shared {
+            receiver,
+            telemetry,
+            links,
+        }
+    })
+}
+
+/// The receiver every process of the test exports to.
+pub fn receiver() -> &'static Receiver {
+    &shared().receiver
+}
+
+/// Sends the spans the operator's code in this process has ended to the receiver.
+pub fn flush_operator_spans() {
+    shared().telemetry.force_flush();
+}
+
+/// The trace links the operator's telemetry resolves; shared by every test of a binary.
+pub fn trace_links() -> Arc<TraceLinks> {
+    shared().links.clone()
+}
+
+pub fn telemetry() -> &'static Telemetry {
+    &shared().telemetry
+}
