@@ -10,16 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use echo_operator::operator::health::Readiness;
-use echo_operator::operator::leader::{LeaseConfig, Role, campaign};
+use echo_operator::operator::process::health::Readiness;
+use echo_operator::operator::process::leader::{LeaseConfig, Role, campaign};
 use echo_operator::operator::{self, LoopConfig};
 use echo_operator::shutdown::Stop;
 use futures::channel::mpsc;
 use kube::Api;
 use kube::runtime::watcher;
-use support::{
-    EchoServer, FakeApi, Operator, OperatorOptions, SpecBuilder, echo, eventually, spec,
-};
+use support::{EchoServer, FakeApi, Operator, OperatorOptions, echo, eventually, spec};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 

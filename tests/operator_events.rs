@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use echo_operator::crd::Echo;
-use echo_operator::operator::events::{Event, EventRecorder, EventType, Reporter};
+use echo_operator::operator::reconcile::events::{Event, EventRecorder, EventType, Reporter};
 use kube::Resource;
 use support::{
     EchoBuilder, EchoServer, FakeApi, Operator, echo, eventually, spec, status_trace_id,

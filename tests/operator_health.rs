@@ -43,8 +43,7 @@ async fn metrics_carry_the_reconciles_trace_as_an_exemplar() {
         .await;
     let trace_id = status_trace_id(&done);
 
-    let router =
-        echo_operator::operator::health::router(operator.readiness.clone(), operator.ctx.clone());
+    let router = operator.ctx.health_router(operator.readiness.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -6,11 +6,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
-use echo_operator::operator::error::Error;
+use echo_operator::operator::calls::echo_client::{EchoClient, RetryConfig};
+use echo_operator::operator::reconcile::error::Error;
 use support::{
-    EchoServer, FakeApi, Operator, OperatorOptions, SpecBuilder, all_exported, echo, eventually,
-    exported, otlp, spec,
+    EchoServer, FakeApi, Operator, OperatorOptions, all_exported, echo, eventually, exported, otlp,
+    spec,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +20,7 @@ async fn a_hanging_api_request_fails_the_reconcile_in_bounded_time_and_others_pr
     api.hang_on("PATCH", "/echoes/stuck/status");
     let mut options = OperatorOptions::new(server.url());
     options.api_timeout = Duration::from_millis(500);
-    options.reconcile_timeout = Duration::from_secs(3);
+    options.settings.reconcile_timeout = Duration::from_secs(3);
     let operator = Operator::start_on(api, options);
     operator.apply(&echo("default", "stuck", spec("never written")));
     operator.apply(&echo("default", "fine", spec("written")));
@@ -94,7 +94,7 @@ async fn shutdown_abandons_a_long_reconcile_after_the_grace_period_and_its_spans
 #[tokio::test]
 async fn an_oversized_echo_answer_is_refused_not_buffered() {
     echo_operator::tls::install_crypto_provider();
-    let huge = "x".repeat(echo_operator::operator::echo_client::MAX_REPLY_BYTES + 1);
+    let huge = "x".repeat(echo_operator::echo_api::MAX_REPLY_BYTES + 1);
     let app = axum::Router::new().route(
         "/v1/echoes/{namespace}/{name}",
         axum::routing::put(move || {
@@ -131,7 +131,7 @@ async fn the_echo_service_over_https_with_a_trusted_test_ca() {
     let url = format!("https://localhost:{}", https.port());
 
     let mut options = OperatorOptions::new(url.clone());
-    options.echo_ca = Some(pki.ca_pem.clone().into_bytes());
+    options.settings.echo_ca = Some(pki.ca_pem.clone().into_bytes());
     let operator = Operator::start(options);
     let done = operator
         .apply_until_ready(&echo("default", "secure", spec("over TLS")), "True")
@@ -158,7 +158,7 @@ async fn the_echo_service_over_https_with_a_trusted_test_ca() {
 async fn a_reconcile_longer_than_its_timeout_fails_and_says_so() {
     let server = EchoServer::start();
     let mut options = OperatorOptions::new(server.url());
-    options.reconcile_timeout = Duration::from_secs(1);
+    options.settings.reconcile_timeout = Duration::from_secs(1);
     let operator = Operator::start(options);
     let started = Instant::now();
     let failed = operator

@@ -9,8 +9,7 @@ mod support;
 use echo_operator::crd::{Echo, FINALIZER};
 use support::otlp::{KIND_CLIENT, KIND_CONSUMER, KIND_SERVER, STATUS_ERROR};
 use support::{
-    ECHO, EchoServer, OPERATOR, Operator, SpecBuilder, Trace, echo, eventually, exported, spec,
-    status_trace_id,
+    ECHO, EchoServer, OPERATOR, Operator, Trace, echo, eventually, exported, spec, status_trace_id,
 };
 
 /// One object reconciled against the real echo server, and its whole trace.

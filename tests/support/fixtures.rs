@@ -14,33 +14,10 @@ pub fn echo(namespace: &str, name: &str, spec: EchoSpec) -> Echo {
     echo
 }
 
-/// A spec with only its message; chain [`SpecBuilder`] methods for the rest.
+/// A spec with only its message; chain `EchoSpec`'s own `delay_ms` and `fail_first` for the
+/// rest.
 pub fn spec(message: &str) -> EchoSpec {
-    EchoSpec {
-        message: message.into(),
-        delay_ms: None,
-        fail_first: None,
-    }
-}
-
-/// The optional settings of a spec, chained onto [`spec`].
-pub trait SpecBuilder {
-    /// The echo service waits this long before it answers.
-    fn delay_ms(self, delay_ms: u32) -> Self;
-    /// The echo service answers 503 to this many writes first.
-    fn fail_first(self, failures: u32) -> Self;
-}
-
-impl SpecBuilder for EchoSpec {
-    fn delay_ms(mut self, delay_ms: u32) -> Self {
-        self.delay_ms = Some(delay_ms);
-        self
-    }
-
-    fn fail_first(mut self, failures: u32) -> Self {
-        self.fail_first = Some(failures);
-        self
-    }
+    EchoSpec::new(message)
 }
 
 /// Changes to an `Echo`, as a user or the API server would make them.

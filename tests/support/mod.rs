@@ -20,7 +20,7 @@ pub use self::{
     echo_process::{CALLER_SPAN, EchoServer, traceparent, unreachable_echo_url},
     eventually::eventually,
     fake_api::FakeApi,
-    fixtures::{EchoBuilder, SpecBuilder, echo, spec, status_trace_id},
+    fixtures::{EchoBuilder, echo, spec, status_trace_id},
     operator::{Operator, OperatorOptions},
     otlp::SpanRecord,
     telemetry::receiver,

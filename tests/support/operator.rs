@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use echo_operator::crd::Echo;
-use echo_operator::operator::echo_client::{EchoClient, RetryConfig};
-use echo_operator::operator::events::{EventRecorder, Reporter};
-use echo_operator::operator::health::{Liveness, Readiness};
-use echo_operator::operator::metrics::Metrics;
-use echo_operator::operator::{self, Backoff, Context, LoopConfig};
+use echo_operator::operator::calls::echo_client::RetryConfig;
+use echo_operator::operator::process::health::Readiness;
+use echo_operator::operator::process::metrics::Metrics;
+use echo_operator::operator::{self, Context, LoopConfig, Settings};
 use futures::channel::{mpsc, oneshot};
 use kube::runtime::watcher;
 
@@ -18,14 +17,10 @@ use super::eventually::eventually;
 use super::fake_api::FakeApi;
 use super::telemetry::{telemetry, trace_links};
 
-/// Settings of one operator run in a test.
+/// Settings of one operator run in a test: the operator's own [`Settings`], shortened for
+/// tests, and the knobs of the loop around it.
 pub struct OperatorOptions {
-    pub echo_url: String,
-    /// PEM bundle the echo client trusts besides the system's roots.
-    pub echo_ca: Option<Vec<u8>>,
-    pub retry: RetryConfig,
-    pub error_backoff: Duration,
-    pub reconcile_timeout: Duration,
+    pub settings: Settings,
     /// Bound on each Kubernetes API request of a reconcile.
     pub api_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -35,17 +30,22 @@ pub struct OperatorOptions {
 
 impl OperatorOptions {
     pub fn new(echo_url: String) -> Self {
-        Self {
-            echo_url,
-            echo_ca: None,
-            retry: RetryConfig {
+        let error_backoff = Duration::from_millis(300);
+        let settings = Settings {
+            echo_retry: RetryConfig {
                 max_retries: 3,
                 min_backoff: Duration::from_millis(20),
                 max_backoff: Duration::from_millis(100),
                 ..RetryConfig::default()
             },
-            error_backoff: Duration::from_millis(300),
+            resync: Duration::from_secs(3600),
+            error_backoff,
+            max_error_backoff: error_backoff * 4,
             reconcile_timeout: Duration::from_secs(30),
+            ..Settings::new(echo_url.parse().expect("echo url"))
+        };
+        Self {
+            settings,
             api_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             hold_init_done: false,
@@ -54,7 +54,7 @@ impl OperatorOptions {
 
     /// With at most `max_retries` resends of a failed echo call.
     pub fn max_retries(mut self, max_retries: u32) -> Self {
-        self.retry.max_retries = max_retries;
+        self.settings.echo_retry.max_retries = max_retries;
         self
     }
 }
@@ -91,29 +91,8 @@ impl Operator {
     pub fn context(api: &FakeApi, options: &OperatorOptions) -> Arc<Context> {
         let client = api.client(options.api_timeout);
         let metrics = Arc::new(Metrics::new(&telemetry().span_counters()));
-        Arc::new(Context {
-            echo: EchoClient::new(
-                options.echo_url.parse().expect("echo url"),
-                &options.retry,
-                options.echo_ca.as_deref(),
-            )
-            .expect("echo client")
-            .with_metrics(metrics.clone()),
-            recorder: EventRecorder::new(
-                client.clone(),
-                Reporter {
-                    controller: "echo-operator".into(),
-                    instance: None,
-                },
-            ),
-            client,
-            links: trace_links(),
-            backoff: Backoff::new(options.error_backoff, options.error_backoff * 4),
-            resync: Duration::from_secs(3600),
-            reconcile_timeout: options.reconcile_timeout,
-            liveness: Liveness::new(options.reconcile_timeout * 2),
-            metrics,
-        })
+        let ctx = options.settings.context(client, trace_links(), metrics);
+        Arc::new(ctx.expect("the operator's context"))
     }
 
     fn start_with(api: FakeApi, ctx: Arc<Context>, options: OperatorOptions) -> Self {

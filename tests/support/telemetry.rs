@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use echo_operator::operator::trace_links::TraceLinks;
+use echo_operator::operator::watch::trace_links::TraceLinks;
 use echo_operator::telemetry::{self, ExporterConfig, Protocol, Telemetry, TelemetryConfig};
 
 use super::otlp::Receiver;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use echo_operator::crd::Echo;
-use echo_operator::operator::api_tracing::ApiTracingLayer;
+use echo_operator::operator::calls::api_tracing::ApiTracingLayer;
 use http::Request;
 use kube::client::{Body, ClientBuilder};
 use kube::runtime::watcher;
