@@ -125,3 +125,25 @@ async fn huge_or_malformed_tracestate_and_baggage_still_continue_the_trace() {
         .expect("GET /healthz");
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_share_one_metric_series() {
+    let server = EchoServer::start();
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/echoes/default/hostile", server.url());
+    for i in 0..30 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes())
+            .expect("a token is a valid method");
+        let response = client.request(method, &url).send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = scrape(&format!("{}/metrics", server.url())).await;
+    assert!(
+        !text.contains("INVENTED"),
+        "a client's invented methods must not become label values:\n{text}"
+    );
+    assert!(
+        text.contains("method=\"_OTHER\""),
+        "they are counted as _OTHER:\n{text}"
+    );
+}

@@ -19,7 +19,7 @@ async fn a_hanging_api_request_fails_the_reconcile_in_bounded_time_and_others_pr
     let api = FakeApi::default();
     api.hang_on("PATCH", "/echoes/stuck/status");
     let mut options = OperatorOptions::new(server.url());
-    options.api_timeout = Duration::from_millis(500);
+    options.settings.api_timeout = Duration::from_millis(500);
     options.settings.reconcile_timeout = Duration::from_secs(3);
     let operator = Operator::start_on(api, options);
     operator.apply(&echo("default", "stuck", spec("never written")));

@@ -151,6 +151,7 @@ impl Args {
             error_backoff: Duration::from_secs(r.error_backoff_seconds),
             max_error_backoff: Duration::from_secs(r.max_error_backoff_seconds),
             reconcile_timeout: Duration::from_secs(r.reconcile_timeout_seconds),
+            api_timeout: Duration::from_secs(r.api_timeout_seconds),
             ..Settings::new(self.echo.echo_url.clone())
         })
     }
@@ -258,10 +259,10 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     // First: a SIGTERM during start-up must already find the handler in place.
     let stop = Stop::on(shutdown::signal());
     shutdown::exit_on_second_signal();
-    let api_timeout = Duration::from_secs(args.reconcile.api_timeout_seconds);
-    let (watch_client, client) = clients(kube::Config::infer().await?, api_timeout)?;
     let identity = identity();
-    let ctx = Arc::new(args.settings(&identity)?.context(client, links, metrics)?);
+    let settings = args.settings(&identity)?;
+    let (watch_client, client) = clients(kube::Config::infer().await?, settings.api_timeout)?;
+    let ctx = Arc::new(settings.context(client, links, metrics)?);
 
     let readiness = Readiness::with_role(!args.lease.leader_election);
     health::serve(args.health_listen, ctx.health_router(readiness.clone()))

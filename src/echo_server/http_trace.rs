@@ -50,7 +50,7 @@ pub async fn server_span(
     let status = response.status();
     metrics.request(
         RequestLabels {
-            method: method.to_string(),
+            method: http_span::known_method(&method),
             route: route.unwrap_or("unmatched").to_owned(),
             status: status.as_str().to_owned(),
         },

@@ -13,7 +13,8 @@ use crate::metrics::{
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    /// A method HTTP defines, or `_OTHER`: a client cannot grow the series without bound.
+    pub method: &'static str,
     /// The matched route template (`/v1/echoes/{namespace}/{name}`), never the raw path.
     pub route: String,
     pub status: String,

@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_error_backoff: Duration,
     /// Longest a reconcile may run; past it, it fails and is retried with backoff.
     pub reconcile_timeout: Duration,
+    /// Longest one Kubernetes API request of a reconcile may take.
+    pub api_timeout: Duration,
 }
 
 impl Settings {
@@ -49,13 +51,21 @@ impl Settings {
             error_backoff: Duration::from_secs(5),
             max_error_backoff: Duration::from_secs(300),
             reconcile_timeout: Duration::from_secs(60),
+            api_timeout: Duration::from_secs(15),
         }
     }
 
+    /// The longest one reconcile can take: its timeout, then the failure report's status
+    /// write and Event, each bounded by the API timeout.
+    pub fn longest_reconcile(&self) -> Duration {
+        self.reconcile_timeout + self.api_timeout * 2
+    }
+
     /// How long reconciles may run with none finishing before the process counts as wedged:
-    /// twice the longest a single reconcile may take.
+    /// twice the longest a single reconcile can take, so a slow API server alone never makes
+    /// the kubelet restart a healthy pod.
     pub fn stall_after(&self) -> Duration {
-        self.reconcile_timeout * 2
+        self.longest_reconcile() * 2
     }
 
     /// Wires the context over `client` (bounded per request), recording in `metrics` and
@@ -125,5 +135,21 @@ impl Context {
     pub fn forget(&self, object_ref: &str) {
         self.links.forget(object_ref);
         self.backoff.reset(object_ref);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_liveness_window_covers_the_failure_reports_api_calls() {
+        let settings = Settings {
+            reconcile_timeout: Duration::from_secs(5),
+            api_timeout: Duration::from_secs(60),
+            ..Settings::new(Url::parse("http://echo").expect("url"))
+        };
+        // Timed out after 5 s, then a status write and an Event of up to 60 s each.
+        assert!(settings.stall_after() > Duration::from_secs(5 + 60 + 60));
     }
 }

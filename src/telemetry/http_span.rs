@@ -43,12 +43,36 @@ pub struct ServerRequest<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+/// The method as the conventions name it: one of the methods HTTP defines, or `_OTHER`. A
+/// server must not let every invented method become a new span name or metric series.
+pub fn known_method(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("_OTHER", |known| known.as_str())
+}
+
 /// `{method} {route}`, or the method alone when no route is known (a raw path would give
-/// every object its own span name).
+/// every object its own span name); `HTTP` stands for a method HTTP does not define.
 fn span_name(method: &Method, route: Option<&str>) -> String {
+    let method = match known_method(method) {
+        "_OTHER" => "HTTP",
+        known => known,
+    };
     match route {
         Some(route) => format!("{method} {route}"),
-        None => method.to_string(),
+        None => method.to_owned(),
     }
 }
 
@@ -77,12 +101,16 @@ pub fn client_span(request: &ClientRequest<'_>) -> Span {
 /// A SERVER span for one request; close it with [`record_status`]. `trace_id` is left for
 /// the caller to fill once the parent is set.
 pub fn server_span(request: &ServerRequest<'_>) -> Span {
+    let method = known_method(request.method);
+    // The original only where it is not one of the known methods, as the conventions say.
+    let method_original = (method == "_OTHER").then(|| request.method.as_str());
     tracing::info_span!(
         "HTTP request",
         otel.name = span_name(request.method, request.route),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %request.method,
+        http.request.method = method,
+        http.request.method_original = method_original,
         http.route = request.route,
         http.response.status_code = Empty,
         url.path = request.path,
@@ -135,5 +163,13 @@ mod tests {
             "PUT /v1/echoes/{namespace}/{name}"
         );
         assert_eq!(span_name(&Method::GET, None), "GET");
+    }
+
+    #[test]
+    fn invented_methods_are_other() {
+        let invented = Method::from_bytes(b"BREW").expect("a token is a valid method");
+        assert_eq!(known_method(&invented), "_OTHER");
+        assert_eq!(known_method(&Method::PATCH), "PATCH");
+        assert_eq!(span_name(&invented, Some("/x")), "HTTP /x");
     }
 }

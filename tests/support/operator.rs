@@ -21,8 +21,6 @@ use super::telemetry::{telemetry, trace_links};
 /// tests, and the knobs of the loop around it.
 pub struct OperatorOptions {
     pub settings: Settings,
-    /// Bound on each Kubernetes API request of a reconcile.
-    pub api_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Start with the initial list still incomplete (no `InitDone` yet).
     pub hold_init_done: bool,
@@ -42,11 +40,11 @@ impl OperatorOptions {
             error_backoff,
             max_error_backoff: error_backoff * 4,
             reconcile_timeout: Duration::from_secs(30),
+            api_timeout: Duration::from_secs(10),
             ..Settings::new(echo_url.parse().expect("echo url"))
         };
         Self {
             settings,
-            api_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             hold_init_done: false,
         }
@@ -89,7 +87,7 @@ impl Operator {
 
     /// The reconcile context the operator's binary would build, over `api`.
     pub fn context(api: &FakeApi, options: &OperatorOptions) -> Arc<Context> {
-        let client = api.client(options.api_timeout);
+        let client = api.client(options.settings.api_timeout);
         let metrics = Arc::new(Metrics::new(&telemetry().span_counters()));
         let ctx = options.settings.context(client, trace_links(), metrics);
         Arc::new(ctx.expect("the operator's context"))

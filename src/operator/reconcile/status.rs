@@ -5,9 +5,15 @@ use kube::Resource;
 use serde_json::json;
 
 use crate::crd::{Echo, EchoStatus, READY_CONDITION};
+use crate::echo_api::MAX_MESSAGE_CHARS;
 
 /// The field manager that owns `.status`.
 pub const FIELD_MANAGER: &str = "echo-operator";
+
+/// The longest reply kept in status: what a well-behaved echo service answers (`echo: ` and
+/// a message of up to 1024 characters of up to 4 bytes each). A faulty one may answer up to
+/// a MiB, which must not push every object towards etcd's object size limit.
+pub const MAX_STATUS_REPLY_BYTES: usize = "echo: ".len() + 4 * MAX_MESSAGE_CHARS;
 
 /// How the reconcile ended, as far as status is concerned.
 pub enum Outcome<'a> {
@@ -36,7 +42,7 @@ pub fn build(
             "Reconciled",
             "the echo service stored the message".to_owned(),
             generation,
-            Some((*reply).to_owned()),
+            Some(truncate(reply, MAX_STATUS_REPLY_BYTES)),
         ),
         Outcome::NotReady { reason, message } => (
             "False",
@@ -180,6 +186,30 @@ mod tests {
             .filter_map(|c| c["type"].as_str())
             .collect();
         assert_eq!(types, ["Ready"], "{patch}");
+    }
+
+    #[test]
+    fn a_huge_reply_is_cut_to_the_bound() {
+        let t0 = jiff::Timestamp::from_second(1_000).expect("ts");
+        let huge = "€".repeat(400_000); // 1.2 MB
+        let status = build(&echo(1), &Outcome::Ready { reply: &huge }, None, t0);
+        let kept = status.reply.expect("reply");
+        assert!(kept.len() <= MAX_STATUS_REPLY_BYTES, "{} bytes", kept.len());
+        assert!(huge.starts_with(&kept));
+        let longest_fair = format!("echo: {}", "€".repeat(MAX_MESSAGE_CHARS));
+        let status = build(
+            &echo(1),
+            &Outcome::Ready {
+                reply: &longest_fair,
+            },
+            None,
+            t0,
+        );
+        assert_eq!(
+            status.reply.as_deref(),
+            Some(longest_fair.as_str()),
+            "a fair reply is kept whole"
+        );
     }
 
     #[test]

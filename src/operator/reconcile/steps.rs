@@ -13,6 +13,7 @@ use super::finalizer;
 use super::status::{self, Outcome};
 use crate::crd::{Echo, SKIP_CLEANUP_ANNOTATION};
 use crate::operator::context::Context;
+use crate::telemetry::propagation;
 
 /// One reconcile of one object.
 pub struct Reconciliation<'a> {
@@ -62,7 +63,9 @@ impl<'a> Reconciliation<'a> {
             Ok(reply) => reply.reply,
             Err(err) => return Err(self.fail(err).await),
         };
-        tracing::info!(reply = %reply, "echo service answered");
+        // The reply comes from elsewhere: escaped and cut, it cannot forge or flood log lines.
+        let logged = propagation::excerpt(&reply, propagation::EXCERPT_CHARS);
+        tracing::info!(reply = %logged, "echo service answered");
         if let Err(err) = self.write_status(&Outcome::Ready { reply: &reply }).await {
             return Err(self.fail(err).await);
         }
