@@ -7,6 +7,7 @@ pub mod echo_server;
 pub mod lock;
 pub mod metrics;
 pub mod operator;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

@@ -20,6 +20,7 @@ async fn serve() -> SocketAddr {
     tokio::spawn(echo_operator::echo_server::serve(
         listener,
         echo_operator::echo_server::EchoService::default(),
+        echo_operator::serve::Limits::default(),
         std::future::pending(),
         Duration::from_secs(1),
     ));

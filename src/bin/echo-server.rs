@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use echo_operator::echo_server::metrics::EchoMetrics;
-use echo_operator::echo_server::{EchoService, store};
+use echo_operator::echo_server::{self, EchoService, store};
+use echo_operator::serve;
 use echo_operator::telemetry::{self, TelemetryConfig};
 
 #[derive(Parser)]
@@ -33,6 +34,14 @@ struct Args {
     #[arg(long, env = "ECHO_SHUTDOWN_GRACE_SECONDS", default_value_t = 11,
           value_parser = clap::value_parser!(u64).range(0..=300))]
     shutdown_grace_seconds: u64,
+    /// Seconds a client may take to send a request's headers before its connection is closed.
+    #[arg(long, env = "ECHO_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    header_read_timeout_seconds: u64,
+    /// Connections served at once, on each port; more wait to be accepted.
+    #[arg(long, env = "ECHO_MAX_CONNECTIONS", default_value_t = 256,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -48,6 +57,10 @@ async fn main() -> ExitCode {
     // Before "listening" is logged: from then on a SIGTERM must find the handler in place.
     let shutdown = echo_operator::shutdown::signal();
     echo_operator::shutdown::exit_on_second_signal();
+    let limits = serve::Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        max_connections: args.max_connections,
+    };
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, "echo-server listening");
@@ -58,16 +71,14 @@ async fn main() -> ExitCode {
         if let Some(addr) = args.metrics_listen {
             let ops = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(address = %ops.local_addr()?, "metrics listening");
-            let router = echo_operator::echo_server::ops_router(&service.metrics);
+            let router = echo_server::ops_router(&service.metrics);
             // Ends with the process: scrapes are short and nothing waits on them.
-            tokio::spawn(async move {
-                if let Err(err) = axum::serve(ops, router).await {
-                    tracing::error!(error = %err, "metrics endpoint stopped");
-                }
-            });
+            let forever = std::future::pending();
+            tokio::spawn(serve::serve(ops, router, limits, forever, Duration::ZERO));
         }
         let grace = Duration::from_secs(args.shutdown_grace_seconds);
-        echo_operator::echo_server::serve(listener, service, shutdown, grace).await
+        echo_server::serve(listener, service, limits, shutdown, grace).await;
+        Ok::<(), std::io::Error>(())
     }
     .await;
     let code = match result {

@@ -7,7 +7,6 @@ pub mod http_trace;
 pub mod metrics;
 pub mod store;
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,13 +69,9 @@ pub fn ops_router(metrics: &Arc<EchoMetrics>) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: EchoService,
+    limits: crate::serve::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
-) -> std::io::Result<()> {
-    let (shutdown, grace) = crate::shutdown::with_grace(shutdown, grace);
-    let server = axum::serve(listener, router(service)).with_graceful_shutdown(shutdown);
-    grace
-        .bound("connections", server.into_future())
-        .await
-        .unwrap_or(Ok(()))
+) {
+    crate::serve::serve(listener, router(service), limits, shutdown, grace).await;
 }

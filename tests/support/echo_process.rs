@@ -72,6 +72,16 @@ impl EchoServer {
         Self { child, addr }
     }
 
+    /// Sockets the process holds open now (listeners, connections, exporter).
+    pub fn open_sockets(&self) -> usize {
+        let fds = format!("/proc/{}/fd", self.child.id());
+        std::fs::read_dir(fds)
+            .expect("the process's descriptors")
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

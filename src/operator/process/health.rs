@@ -57,14 +57,17 @@ impl Readiness {
     }
 }
 
-/// Serves `router` on `addr` on a task of its own, for the life of the process.
+/// Serves `router` on `addr` on a task of its own, for the life of the process, with the
+/// same connection bounds as the echo service.
 pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, router).await {
-            tracing::error!(error = %err, "health endpoint stopped");
-        }
-    });
+    tokio::spawn(crate::serve::serve(
+        listener,
+        router,
+        crate::serve::Limits::default(),
+        std::future::pending(),
+        std::time::Duration::ZERO,
+    ));
     Ok(())
 }
 
