@@ -147,6 +147,20 @@ def test_only_the_operator_reaches_the_echo_api_and_scrapes_reach_the_metrics_po
     assert f"0.0.0.0:{ports['metrics']}" in container["args"]
 
 
+def test_echo_server_probes_use_a_port_the_network_policy_opens_to_the_kubelet():
+    """The kubelet's probes come from the node, not from the operator's pods: a network plugin
+    that enforces the policy for node traffic too would fail probes on the API port."""
+    objects = all_objects()
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "echo-server")
+    open_to_all = {r["ports"][0]["port"] for r in policy["spec"]["ingress"] if r.get("from") is None}
+    pod = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "echo-server")
+    container = pod["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        port = container[probe]["httpGet"]["port"]
+        assert ports.get(port, port) in open_to_all, f"{probe} uses port {port}, closed to the kubelet"
+
+
 def test_kind_tracing_points_at_the_jaeger_service():
     kind = docs(ROOT / "deploy" / "kind" / "cluster.yaml")[0]
     tracing = docs(ROOT / "deploy" / "kind" / "apiserver-tracing.yaml")[0]
