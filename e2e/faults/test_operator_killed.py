@@ -11,6 +11,9 @@ from faults.harness import OPERATORS, POD_NAMES
 
 # LEASE_DURATION_SECONDS in e2e/run --faults.
 LEASE_SECONDS = 20
+# A follower notices a renewal up to one retry period (a fifth of the Lease) late: it times the
+# Lease on its own clock from when it saw it, never from the leader's renewTime.
+RETRY_SECONDS = LEASE_SECONDS / 5
 ECHO_ROUTE = "PUT /v1/echoes/{namespace}/{name}"
 
 
@@ -47,7 +50,7 @@ def test_killed_between_the_put_and_the_status_write_converges_once(harness, kub
     assert not stale, f"the new trace links to the killed process's trace: {stale}"
 
 
-def test_the_follower_takes_over_within_one_lease_and_never_overlaps(harness, kubectl, jaeger, namespace):
+def test_the_follower_takes_over_within_one_lease_and_retry_and_never_overlaps(harness, kubectl, jaeger, namespace):
     leader = harness.leader()
     follower = other(leader)
     names = [f"run-{i}" for i in range(12)]
@@ -64,9 +67,9 @@ def test_the_follower_takes_over_within_one_lease_and_never_overlaps(harness, ku
     killed_at = time.monotonic()
     try:
         eventually(f"{follower} leads", lambda: harness.metric(follower, "echo_operator_leader") == 1,
-                   timeout=LEASE_SECONDS + 5, interval=0.1)
+                   timeout=LEASE_SECONDS + RETRY_SECONDS + 5, interval=0.1)
         failover = time.monotonic() - killed_at
-        assert failover <= LEASE_SECONDS + 1, f"failover took {failover:.1f}s"
+        assert failover <= LEASE_SECONDS + RETRY_SECONDS + 1, f"failover took {failover:.1f}s"
         creator.join(timeout=60)
         for name in names:
             kubectl.wait_ready(namespace, name, timeout=60)

@@ -272,6 +272,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
             source,
         })?;
     let election = args.election(ctx.client.clone(), identity);
+    readiness.follow_problems(election.problems());
     tracing::info!(
         echo_url = %args.echo.echo_url,
         namespace = args.reconcile.namespace.as_deref().unwrap_or("<all>"),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -12,7 +13,10 @@ use axum::routing::get;
 
 use prometheus_client::registry::Registry;
 
+use tokio::sync::watch;
+
 use super::liveness::Liveness;
+use crate::lock::lock;
 
 /// Ready as a follower (it only waits to take over, and must not block a rolling update),
 /// or as the leader once its watch has listed every object once.
@@ -20,6 +24,8 @@ use super::liveness::Liveness;
 pub struct Readiness {
     leading: Arc<AtomicBool>,
     synced: Arc<AtomicBool>,
+    /// Why this replica cannot take part in leader election, if it cannot.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 impl Default for Readiness {
@@ -34,7 +40,27 @@ impl Readiness {
         Self {
             leading: Arc::new(AtomicBool::new(leading)),
             synced: Arc::new(AtomicBool::new(false)),
+            problem: Arc::default(),
         }
+    }
+
+    /// Keeps the election's problem (see `Election::problems`) up to date here, on a task
+    /// of its own: a replica that cannot read or write its Lease is not ready, and says why.
+    pub fn follow_problems(&self, mut problems: watch::Receiver<Option<String>>) {
+        let problem = self.problem.clone();
+        tokio::spawn(async move {
+            loop {
+                *lock(&problem) = problems.borrow_and_update().clone();
+                if problems.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Why this replica cannot take part in leader election, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        lock(&self.problem).clone()
     }
 
     /// The initial list of a (new) watch is complete.
@@ -53,7 +79,7 @@ impl Readiness {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.is_leading() || self.synced.load(Ordering::Relaxed)
+        self.problem().is_none() && (!self.is_leading() || self.synced.load(Ordering::Relaxed))
     }
 }
 
@@ -106,13 +132,21 @@ where
             "/readyz",
             get(move || {
                 let (ready, leading) = (readiness.is_ready(), readiness.is_leading());
+                let problem = readiness.problem();
                 async move {
-                    match (ready, leading) {
-                        (true, true) => (StatusCode::OK, "ready: leading"),
-                        (true, false) => (StatusCode::OK, "ready: following, waiting to take over"),
-                        (false, _) => (
+                    match (problem, ready, leading) {
+                        (Some(problem), _, _) => (
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "leading, watch not synced yet",
+                            format!("cannot take part in leader election: {problem}"),
+                        ),
+                        (None, true, true) => (StatusCode::OK, "ready: leading".to_owned()),
+                        (None, true, false) => (
+                            StatusCode::OK,
+                            "ready: following, waiting to take over".to_owned(),
+                        ),
+                        (None, false, _) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "leading, watch not synced yet".to_owned(),
                         ),
                     }
                 }

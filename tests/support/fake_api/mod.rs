@@ -43,6 +43,8 @@ struct State {
     objects: HashMap<(String, String), Value>,
     /// coordination.k8s.io Leases, by namespace and name.
     leases: HashMap<(String, String), Value>,
+    /// Lease names RBAC would not allow: every request on them gets 403.
+    forbidden_leases: Vec<String>,
     requests: Vec<Recorded>,
     resource_version: u64,
     watch: Option<WatchSender>,
@@ -70,6 +72,16 @@ impl FakeApi {
     /// Sends every later change to `watch` as a watch event.
     pub fn set_watch(&self, watch: WatchSender) {
         self.state.lock().expect("lock").watch = Some(watch);
+    }
+
+    /// Answers 403 to every request on the lease `name`, as the API server does when the
+    /// operator's Role does not name it.
+    pub fn forbid_lease(&self, name: &str) {
+        self.state
+            .lock()
+            .expect("lock")
+            .forbidden_leases
+            .push(name.to_owned());
     }
 
     /// Makes every later `method` request to a path ending in `suffix` hang forever, like

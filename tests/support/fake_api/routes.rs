@@ -90,6 +90,10 @@ fn respond(
             "leases",
             rest @ ..,
         ] => {
+            let name = rest.first().copied().or(body["metadata"]["name"].as_str());
+            if name.is_some_and(|n| state.forbidden_leases.iter().any(|f| f == n)) {
+                return status(StatusCode::FORBIDDEN, "Forbidden", "leases is forbidden");
+            }
             let rv = state.next_resource_version();
             leases::respond(&mut state.leases, method, ns, rest, body, rv)
         }
