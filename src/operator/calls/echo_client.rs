@@ -137,21 +137,21 @@ impl EchoClient {
             .with_extension(self.template.clone())
             .json(&body);
         let response = self.send(request, &url, "PUT").await?;
-        let status = response.status();
-        let text = read_limited(response, "PUT", &url).await?;
-        if !status.is_success() {
-            return Err(Error::EchoStatus {
-                method: "PUT",
-                url: url.to_string(),
-                status,
-                body: text,
-            });
+        reply_of(response, "PUT", &url).await
+    }
+
+    /// The echo as the service holds it, or `None` when it holds none.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<EchoReply>, Error> {
+        let url = self.url(namespace, name);
+        let request = self
+            .http
+            .get(url.clone())
+            .with_extension(self.template.clone());
+        let response = self.send(request, &url, "GET").await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
-        serde_json::from_str(&text).map_err(|err| Error::EchoBadReply {
-            method: "PUT",
-            url: url.to_string(),
-            detail: err.to_string(),
-        })
+        reply_of(response, "GET", &url).await.map(Some)
     }
 
     /// Removes the echo; an echo that is already gone counts as removed.
@@ -202,6 +202,29 @@ impl EchoClient {
             source,
         })
     }
+}
+
+/// The echo in a successful answer; any other answer is the service's error.
+async fn reply_of(
+    response: reqwest::Response,
+    method: &'static str,
+    url: &Url,
+) -> Result<EchoReply, Error> {
+    let status = response.status();
+    let text = read_limited(response, method, url).await?;
+    if !status.is_success() {
+        return Err(Error::EchoStatus {
+            method,
+            url: url.to_string(),
+            status,
+            body: text,
+        });
+    }
+    serde_json::from_str(&text).map_err(|err| Error::EchoBadReply {
+        method,
+        url: url.to_string(),
+        detail: err.to_string(),
+    })
 }
 
 /// The body as text, refusing answers over `MAX_REPLY_BYTES` instead of buffering them.

@@ -12,6 +12,7 @@ use super::events::{self, Event, EventType};
 use super::finalizer;
 use super::status::{self, Outcome};
 use crate::crd::{Echo, SKIP_CLEANUP_ANNOTATION};
+use crate::echo_api::EchoReply;
 use crate::operator::context::Context;
 use crate::telemetry::propagation;
 
@@ -48,19 +49,19 @@ impl<'a> Reconciliation<'a> {
         }
     }
 
-    /// Finalizer, echo service, status, Event.
+    /// Finalizer, echo service, status, Event; or, when nothing changed, nothing at all.
     async fn apply(&self) -> Result<Action, Error> {
-        let name = self.echo.name_any();
         let stored = async {
             finalizer::ensure(&self.api, self.echo).await?;
-            self.ctx
-                .echo
-                .put(&self.namespace, &name, &self.echo.spec)
-                .await
+            self.store().await
         }
         .await;
         let reply = match stored {
-            Ok(reply) => reply.reply,
+            Ok(Some(reply)) => reply.reply,
+            Ok(None) => {
+                tracing::info!("the echo service already holds this generation: nothing to write");
+                return Ok(Action::requeue(self.ctx.resync));
+            }
             Err(err) => return Err(self.fail(err).await),
         };
         // The reply comes from elsewhere: escaped and cut, it cannot forge or flood log lines.
@@ -72,6 +73,33 @@ impl<'a> Reconciliation<'a> {
         let note = format!("echo service replied {reply:?}");
         self.publish(EventType::Normal, "Reconciled", &note).await;
         Ok(Action::requeue(self.ctx.resync))
+    }
+
+    /// Stores the spec in the echo service, unless this is a resync of an object that is
+    /// Ready at its generation and the service still holds exactly that (`None` then): a
+    /// resync that changes nothing writes nothing, to the service or to the API server. One
+    /// that finds the service lost it (a restart: it keeps state in memory) stores it again.
+    async fn store(&self) -> Result<Option<EchoReply>, Error> {
+        let name = self.echo.name_any();
+        let spec = &self.echo.spec;
+        let settled = !self.echo.generation_pending()
+            && self
+                .echo
+                .ready_condition()
+                .is_some_and(|c| c.status == "True");
+        if settled
+            && let Some(held) = self.ctx.echo.get(&self.namespace, &name).await?
+            && held.message == spec.message
+            && held.delay_ms == spec.delay_ms.unwrap_or(0)
+            && held.fail_first == spec.fail_first.unwrap_or(0)
+        {
+            return Ok(None);
+        }
+        self.ctx
+            .echo
+            .put(&self.namespace, &name, spec)
+            .await
+            .map(Some)
     }
 
     /// Deletes the remote echo, then lets Kubernetes delete the object.
