@@ -12,7 +12,7 @@ use echo_operator::crd::Echo;
 use echo_operator::operator::calls::api_tracing::ApiTracingLayer;
 use echo_operator::operator::calls::echo_client::RetryConfig;
 use echo_operator::operator::process::health::{self, Readiness};
-use echo_operator::operator::process::leader::{Election, LeaseConfig};
+use echo_operator::operator::process::leader::{Election, Fence, LeaseConfig};
 use echo_operator::operator::process::metrics::Metrics;
 use echo_operator::operator::watch::trace_links::TraceLinks;
 use echo_operator::operator::{self, LoopConfig, Settings};
@@ -164,8 +164,19 @@ impl Args {
         }
     }
 
-    /// Campaigns for the Lease with `client`, unless leader election is off.
-    fn election(&self, client: kube::Client, identity: String) -> Election {
+    /// The fence every write of a reconcile checks: open for good without leader election,
+    /// else open only while this replica's lease term runs.
+    fn fence(&self) -> Fence {
+        if self.lease.leader_election {
+            Fence::closed()
+        } else {
+            Fence::always_open()
+        }
+    }
+
+    /// Campaigns for the Lease with `client`, keeping `fence` at this replica's deadline,
+    /// unless leader election is off.
+    fn election(&self, client: kube::Client, identity: String, fence: Fence) -> Election {
         let lease = &self.lease;
         if !lease.leader_election {
             return Election::always_lead();
@@ -176,7 +187,11 @@ impl Args {
             identity,
             Duration::from_secs(lease.lease_duration_seconds),
         );
-        Election::start(Api::namespaced(client, &lease.lease_namespace), config)
+        Election::start(
+            Api::namespaced(client, &lease.lease_namespace),
+            config,
+            fence,
+        )
     }
 }
 
@@ -262,7 +277,8 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     let identity = identity();
     let settings = args.settings(&identity)?;
     let (watch_client, client) = clients(kube::Config::infer().await?, settings.api_timeout)?;
-    let ctx = Arc::new(settings.context(client, links, metrics)?);
+    let fence = args.fence();
+    let ctx = Arc::new(settings.context(client, links, metrics, fence.clone())?);
 
     let readiness = Readiness::with_role(!args.lease.leader_election);
     health::serve(args.health_listen, ctx.health_router(readiness.clone()))
@@ -271,7 +287,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
             addr: args.health_listen,
             source,
         })?;
-    let election = args.election(ctx.client.clone(), identity);
+    let election = args.election(ctx.client.clone(), identity, fence);
     readiness.follow_problems(election.problems());
     tracing::info!(
         echo_url = %args.echo.echo_url,

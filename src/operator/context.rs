@@ -9,6 +9,7 @@ use reqwest::Url;
 
 use super::calls::echo_client::{EchoClient, RetryConfig};
 use super::process::health::{self, Readiness};
+use super::process::leader::Fence;
 use super::process::liveness::Liveness;
 use super::process::metrics::{Gauges, Metrics};
 use super::reconcile::backoff::Backoff;
@@ -70,11 +71,13 @@ impl Settings {
 
     /// Wires the context over `client` (bounded per request), recording in `metrics` and
     /// handing trace context through `links`.
+    /// `fence` says whether this replica may still write (see `Fence`).
     pub fn context(
         &self,
         client: kube::Client,
         links: Arc<TraceLinks>,
         metrics: Arc<Metrics>,
+        fence: Fence,
     ) -> Result<Context, reqwest::Error> {
         let mut echo = EchoClient::new(
             self.echo_url.clone(),
@@ -99,6 +102,7 @@ impl Settings {
             reconcile_timeout: self.reconcile_timeout,
             liveness: Liveness::new(self.stall_after()),
             metrics,
+            fence,
         })
     }
 }
@@ -114,6 +118,8 @@ pub struct Context {
     pub reconcile_timeout: Duration,
     pub liveness: Liveness,
     pub metrics: Arc<Metrics>,
+    /// Checked before every write: a replica whose term ended writes nothing more.
+    pub fence: Fence,
 }
 
 impl Context {
@@ -135,6 +141,14 @@ impl Context {
     pub fn forget(&self, object_ref: &str) {
         self.links.forget(object_ref);
         self.backoff.reset(object_ref);
+    }
+
+    /// Forgets everything kept about every object: at the end of a leadership term, whose
+    /// watch is gone. The next term lists every object afresh; state kept from this one would
+    /// outlive objects deleted meanwhile and hand stale trace context to its reconciles.
+    pub fn forget_all(&self) {
+        self.links.forget_all();
+        self.backoff.clear();
     }
 }
 

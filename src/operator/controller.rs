@@ -70,6 +70,7 @@ pub async fn run_while_leading<S>(
             _ = lost.wait_for(|role| *role != Role::Leader) => {
                 tracing::warn!("lost the lease: reconciling stopped");
                 ready.set_leading(false);
+                ctx.forget_all();
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use echo_operator::crd::Echo;
 use echo_operator::operator::calls::echo_client::RetryConfig;
 use echo_operator::operator::process::health::Readiness;
+use echo_operator::operator::process::leader::Fence;
 use echo_operator::operator::process::metrics::Metrics;
 use echo_operator::operator::{self, Context, LoopConfig, Settings};
 use futures::channel::{mpsc, oneshot};
@@ -21,6 +22,8 @@ use super::telemetry::{telemetry, trace_links};
 /// tests, and the knobs of the loop around it.
 pub struct OperatorOptions {
     pub settings: Settings,
+    /// Whether the operator may still write (open for good unless a test closes it).
+    pub fence: Fence,
     pub shutdown_grace: Duration,
     /// Start with the initial list still incomplete (no `InitDone` yet).
     pub hold_init_done: bool,
@@ -45,6 +48,7 @@ impl OperatorOptions {
         };
         Self {
             settings,
+            fence: Fence::always_open(),
             shutdown_grace: Duration::from_secs(5),
             hold_init_done: false,
         }
@@ -89,7 +93,10 @@ impl Operator {
     pub fn context(api: &FakeApi, options: &OperatorOptions) -> Arc<Context> {
         let client = api.client(options.settings.api_timeout);
         let metrics = Arc::new(Metrics::new(&telemetry().span_counters()));
-        let ctx = options.settings.context(client, trace_links(), metrics);
+        let fence = options.fence.clone();
+        let ctx = options
+            .settings
+            .context(client, trace_links(), metrics, fence);
         Arc::new(ctx.expect("the operator's context"))
     }
 

@@ -37,6 +37,11 @@ impl Backoff {
         lock(&self.failures).remove(key);
     }
 
+    /// Forgets every object's failures.
+    pub fn clear(&self) {
+        lock(&self.failures).clear();
+    }
+
     /// Objects with failures on record.
     pub fn len(&self) -> usize {
         lock(&self.failures).len()

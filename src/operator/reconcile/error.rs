@@ -35,6 +35,8 @@ pub enum Error {
     IncompleteObject(&'static str),
     #[error("the reconcile did not finish within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("stopped before writing: {0}")]
+    TermOver(#[from] crate::operator::process::leader::TermOver),
 }
 
 impl Error {
@@ -49,6 +51,7 @@ impl Error {
             Self::FinalizerPatch(_) => "InternalError",
             Self::IncompleteObject(_) => "InvalidObject",
             Self::Timeout(_) => "ReconcileTimeout",
+            Self::TermOver(_) => "LeaseLost",
         }
     }
 

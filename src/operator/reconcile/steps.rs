@@ -52,6 +52,7 @@ impl<'a> Reconciliation<'a> {
     /// Finalizer, echo service, status, Event; or, when nothing changed, nothing at all.
     async fn apply(&self) -> Result<Action, Error> {
         let stored = async {
+            self.ctx.fence.check()?;
             finalizer::ensure(&self.api, self.echo).await?;
             self.store().await
         }
@@ -95,6 +96,7 @@ impl<'a> Reconciliation<'a> {
         {
             return Ok(None);
         }
+        self.ctx.fence.check()?;
         self.ctx
             .echo
             .put(&self.namespace, &name, spec)
@@ -122,13 +124,18 @@ impl<'a> Reconciliation<'a> {
             format!("cleanup of the echo service skipped by {SKIP_CLEANUP_ANNOTATION}")
         } else {
             let name = self.echo.name_any();
-            if let Err(err) = self.ctx.echo.delete(&self.namespace, &name).await {
+            let deleted = match self.ctx.fence.check() {
+                Ok(()) => self.ctx.echo.delete(&self.namespace, &name).await,
+                Err(over) => Err(over.into()),
+            };
+            if let Err(err) = deleted {
                 return Err(self.fail(err).await);
             }
             "echo service forgot the message".to_owned()
         };
         // Published before the finalizer goes: afterwards the object may be gone.
         self.publish(EventType::Normal, "Deleted", &note).await;
+        self.ctx.fence.check()?;
         finalizer::remove(&self.api, self.echo).await?;
         tracing::info!("finalizer removed");
         Ok(Action::await_change())
@@ -137,6 +144,10 @@ impl<'a> Reconciliation<'a> {
     /// Reports `err` in status and in a Warning Event, and hands it back for the error policy.
     /// Best effort: the reconcile already failed, a failing status write must not hide why.
     pub async fn fail(&self, err: Error) -> Error {
+        if matches!(err, Error::TermOver(_)) {
+            // Another replica may lead now: its status and Events, not ours.
+            return err;
+        }
         let message = err.to_string();
         let outcome = Outcome::NotReady {
             reason: err.reason(),
@@ -151,6 +162,7 @@ impl<'a> Reconciliation<'a> {
     }
 
     async fn write_status(&self, outcome: &Outcome<'_>) -> Result<(), Error> {
+        self.ctx.fence.check()?;
         let status = status::build(
             self.echo,
             outcome,
@@ -170,6 +182,10 @@ impl<'a> Reconciliation<'a> {
     /// Publishes an Event whose note names this reconcile's trace. Events are for people;
     /// failing to publish one never fails the reconcile.
     async fn publish(&self, type_: EventType, reason: &str, body: &str) {
+        if self.ctx.fence.check().is_err() {
+            tracing::debug!(reason, "lease term over: Event not published");
+            return;
+        }
         let action = if self.echo.metadata.deletion_timestamp.is_some() {
             "Cleanup"
         } else {

@@ -104,6 +104,11 @@ impl TraceLinks {
         self.lock().remove(object_ref);
     }
 
+    /// Drops everything about every object.
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
     /// Decides the parent of a reconcile that starts now: the newest pending event, the
     /// others as links; with none, a new root linked to the previous reconcile.
     fn start_reconcile(&self, object_ref: String) -> opentelemetry::Context {

@@ -16,6 +16,7 @@
 //! leadership while renewals fail with API errors, past the lease's expiry, and compares
 //! wall clocks.
 
+mod fence;
 mod lease;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use kube::api::Api;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use fence::{Fence, TermOver};
 use lease::{Holder, Observed, release, try_acquire_or_renew};
 
 /// Where the wall-clock time stamped on the Lease comes from; tests set it skewed.
@@ -160,14 +162,15 @@ impl Election {
         }
     }
 
-    /// Starts campaigning for the lease in `api`.
-    pub fn start(api: Api<Lease>, config: LeaseConfig) -> Self {
+    /// Starts campaigning for the lease in `api`, keeping `fence` at this replica's deadline.
+    pub fn start(api: Api<Lease>, config: LeaseConfig, fence: Fence) -> Self {
         let roles_tx = watch::Sender::new(Role::Follower { leader: None });
         let problems_tx = watch::Sender::new(None);
         let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
         let reports = Reports {
             roles: roles_tx.clone(),
             problems: problems_tx.clone(),
+            fence,
         };
         let task = tokio::spawn(campaign(api, config, reports, async move {
             let _ = stop.await;
@@ -206,6 +209,8 @@ pub struct Reports {
     pub roles: watch::Sender<Role>,
     /// Set while no request on the lease has succeeded for a lease duration.
     pub problems: watch::Sender<Option<String>>,
+    /// Open until this replica's deadline while it leads.
+    pub fence: Fence,
 }
 
 /// Campaigns for the lease until `stop` resolves, publishing every role change and problem
@@ -241,9 +246,11 @@ pub async fn campaign(
         if state.deadline.is_some_and(|d| Instant::now() >= d) {
             // No renewal got through in time: stop before anyone else may start.
             state.deadline = None;
+            reports.fence.close();
             announce(&reports.roles, Role::Follower { leader: None }, &config);
         }
     }
+    reports.fence.close();
     if state.deadline.is_some() {
         announce(&reports.roles, Role::Follower { leader: None }, &config);
         if let Err(err) = release(&api, &config).await {
@@ -282,12 +289,15 @@ impl CampaignState {
     ) {
         match outcome {
             Ok(Holder::Me) => {
-                self.deadline = Some(sent + config.duration.saturating_sub(config.margin));
+                let deadline = sent + config.duration.saturating_sub(config.margin);
+                self.deadline = Some(deadline);
+                reports.fence.open_until(deadline);
                 self.others_expiry = None;
                 announce(&reports.roles, Role::Leader, config);
             }
             Ok(Holder::Other { leader, expires_in }) => {
                 self.deadline = None;
+                reports.fence.close();
                 self.others_expiry = expires_in.map(|left| Instant::now() + left);
                 announce(&reports.roles, Role::Follower { leader }, config);
             }
