@@ -25,9 +25,18 @@ struct Args {
     #[arg(long, env = "ECHO_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     /// Most echoes kept at once; writes of new keys past it get 507.
-    #[arg(long, env = "ECHO_MAX_ENTRIES", default_value_t = store::DEFAULT_CAPACITY,
+    #[arg(long, env = "ECHO_MAX_ENTRIES", default_value_t = store::Limits::default().max_entries,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     max_entries: usize,
+    /// Most echoes of one namespace; writes of its new keys past it get 507.
+    #[arg(long, env = "ECHO_MAX_ENTRIES_PER_NAMESPACE",
+          default_value_t = store::Limits::default().max_entries_per_namespace,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    max_entries_per_namespace: usize,
+    /// Most bytes of names, messages and replies kept; writes past it get 507.
+    #[arg(long, env = "ECHO_MAX_BYTES", default_value_t = store::Limits::default().max_bytes,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1_024..=1 << 40))]
+    max_bytes: usize,
     /// After SIGTERM, how long requests in flight may finish (the longest delayMs is 10 s).
     /// With the 5 s span flush after it, keep it below the pod's
     /// terminationGracePeriodSeconds.
@@ -65,7 +74,11 @@ async fn main() -> ExitCode {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, "echo-server listening");
         let service = EchoService {
-            store: Arc::new(store::Store::with_capacity(args.max_entries)),
+            store: Arc::new(store::Store::with_limits(store::Limits {
+                max_entries: args.max_entries,
+                max_entries_per_namespace: args.max_entries_per_namespace,
+                max_bytes: args.max_bytes,
+            })),
             metrics: Arc::new(EchoMetrics::new(&telemetry.span_counters())),
         };
         if let Some(addr) = args.metrics_listen {

@@ -79,7 +79,7 @@ pub async fn put_echo(
             attempt,
             fail_first,
         }),
-        WriteOutcome::Full { capacity } => Err(ApiError::StoreFull { capacity }),
+        WriteOutcome::Full(exceeded) => Err(ApiError::StoreFull(exceeded)),
     }
 }
 

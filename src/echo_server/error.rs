@@ -23,8 +23,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("injected failure: write {attempt} of the first {fail_first} is rejected")]
     InjectedFailure { attempt: u32, fail_first: u32 },
-    #[error("the store holds its maximum of {capacity} echoes; delete some first")]
-    StoreFull { capacity: usize },
+    #[error("{0}; delete some first")]
+    StoreFull(super::store::Exceeded),
 }
 
 /// The JSON every error response carries.
@@ -46,7 +46,7 @@ impl ApiError {
             Self::NotFound { .. } | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InjectedFailure { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::StoreFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            Self::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -60,7 +60,7 @@ impl ApiError {
             Self::NoRoute(_) => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InjectedFailure { .. } => "injected_failure",
-            Self::StoreFull { .. } => "store_full",
+            Self::StoreFull(_) => "store_full",
         }
     }
 }
