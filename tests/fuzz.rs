@@ -1,7 +1,8 @@
 //! Property tests, bounded in count so they run in every `cargo test`: whatever arrives,
 //! the echo service answers with a status from its contract and a JSON body (never a panic
 //! or a 5xx other than its documented ones), and the traceparent parser accepts exactly the
-//! W3C shape.
+//! W3C shape: tested on mutations of valid values, where a random string almost never
+//! lands.
 
 use axum::body::Body;
 use echo_operator::echo_server::{EchoService, router};
@@ -22,6 +23,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// The methods HTTP defines, and invented ones (any token is a valid method).
 fn method() -> impl Strategy<Value = Method> {
     prop_oneof![
         Just(Method::GET),
@@ -29,7 +31,89 @@ fn method() -> impl Strategy<Value = Method> {
         Just(Method::DELETE),
         Just(Method::POST),
         Just(Method::PATCH),
+        Just(Method::HEAD),
+        Just(Method::OPTIONS),
+        "[A-Za-z!#$%&'*+.^_`|~0-9-]{1,16}"
+            .prop_filter_map("a token", |m| Method::from_bytes(m.as_bytes()).ok()),
     ]
+}
+
+/// A valid traceparent, then one mutation of it (or none): the values a parser must get
+/// right are near the valid shape, where random strings almost never land.
+fn traceparent_near_valid() -> impl Strategy<Value = String> {
+    let valid = (any::<u128>(), any::<u64>(), any::<u8>(), 0u8..4).prop_map(
+        |(trace, span, flags, version)| {
+            format!("{version:02x}-{trace:032x}-{span:016x}-{flags:02x}")
+        },
+    );
+    let mutation = prop_oneof![
+        Just(Mutation::None),
+        (any::<usize>(), any::<char>()).prop_map(|(at, c)| Mutation::Replace(at, c)),
+        (any::<usize>(), any::<char>()).prop_map(|(at, c)| Mutation::Insert(at, c)),
+        any::<usize>().prop_map(Mutation::Remove),
+        Just(Mutation::Uppercase),
+        ".{0,12}".prop_map(|tail| Mutation::Append(format!("-{tail}"))),
+        Just(Mutation::ZeroTrace),
+        Just(Mutation::ZeroSpan),
+        Just(Mutation::VersionFf),
+    ];
+    (valid, mutation).prop_map(|(value, mutation)| mutation.apply(value))
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    None,
+    Replace(usize, char),
+    Insert(usize, char),
+    Remove(usize),
+    Uppercase,
+    Append(String),
+    ZeroTrace,
+    ZeroSpan,
+    VersionFf,
+}
+
+impl Mutation {
+    fn apply(self, value: String) -> String {
+        let mut chars: Vec<char> = value.chars().collect();
+        match self {
+            Self::None => return value,
+            Self::Replace(at, c) => chars[at % value.len()] = c,
+            Self::Insert(at, c) => chars.insert(at % (value.len() + 1), c),
+            Self::Remove(at) => {
+                chars.remove(at % value.len());
+            }
+            Self::Uppercase => return value.to_uppercase(),
+            Self::Append(tail) => return value + &tail,
+            Self::ZeroTrace => return format!("{}{}{}", &value[..3], "0".repeat(32), &value[35..]),
+            Self::ZeroSpan => return format!("{}{}{}", &value[..36], "0".repeat(16), &value[52..]),
+            Self::VersionFf => return format!("ff{}", &value[2..]),
+        }
+        chars.into_iter().collect()
+    }
+}
+
+/// The W3C rules, written out on their own: `version-traceid-parentid-flags` in lowercase
+/// hex; version `ff` is invalid; version `00` has exactly four parts, a later version may
+/// carry more after a dash; all-zero ids are invalid. Surrounding whitespace is tolerated.
+fn w3c_valid(value: &str) -> bool {
+    let lower_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let parts: Vec<&str> = value.trim().split('-').collect();
+    let [version, trace, span, flags, ..] = parts.as_slice() else {
+        return false;
+    };
+    lower_hex(version, 2)
+        && *version != "ff"
+        && (*version != "00" || parts.len() == 4)
+        && lower_hex(trace, 32)
+        && lower_hex(span, 16)
+        && lower_hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && span.bytes().any(|b| b != b'0')
 }
 
 /// Mostly paths near the API's shape, some of them anything at all.
@@ -83,6 +167,7 @@ proptest! {
         let app = router(EchoService::default());
         runtime().block_on(async move {
             for (method, path, body, traceparent) in requests {
+                let head = method == Method::HEAD;
                 let mut request = Request::builder()
                     .method(method)
                     .uri(path.as_str())
@@ -97,7 +182,8 @@ proptest! {
                 let status = response.status();
                 prop_assert!(allowed(status), "{path}: {status}");
                 let bytes = response.into_body().collect().await.expect("body").to_bytes();
-                if status.is_client_error() || status.is_server_error() {
+                // A HEAD answer has no body, by HTTP's rules; every other error is JSON.
+                if (status.is_client_error() || status.is_server_error()) && !head {
                     let error: serde_json::Value = serde_json::from_slice(&bytes)
                         .map_err(|e| TestCaseError::fail(format!("{path}: not JSON: {e}")))?;
                     prop_assert!(error["error"].is_string() && error["message"].is_string());
@@ -108,14 +194,19 @@ proptest! {
     }
 
     #[test]
-    fn traceparent_parsing_accepts_exactly_the_w3c_shape(value in ".{0,80}") {
-        if let Some(context) = parse_traceparent(&value) {
-            prop_assert!(context.is_valid());
+    fn traceparent_parsing_accepts_exactly_the_w3c_shape(value in traceparent_near_valid()) {
+        let parsed = parse_traceparent(&value);
+        prop_assert_eq!(parsed.is_some(), w3c_valid(&value), "{:?}", value);
+        if let Some(context) = parsed {
             let parts: Vec<&str> = value.trim().split('-').collect();
-            prop_assert_eq!(parts.len(), 4);
             prop_assert_eq!(parts[1], context.trace_id().to_string());
             prop_assert_eq!(parts[2], context.span_id().to_string());
         }
+    }
+
+    #[test]
+    fn random_text_is_never_a_traceparent_unless_valid(value in ".{0,80}") {
+        prop_assert_eq!(parse_traceparent(&value).is_some(), w3c_valid(&value));
     }
 
     #[test]
