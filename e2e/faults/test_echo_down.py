@@ -2,6 +2,7 @@
 refused) while objects are created, updated and deleted. The echo-server behind the proxy
 keeps its state, so what it holds afterwards is what the operator did."""
 
+import re
 import time
 from datetime import datetime
 
@@ -80,7 +81,7 @@ def test_down_during_update_keeps_the_old_generation_until_it_returns(harness, k
     assert harness.stored_echo(namespace, "updated")["message"] == "second version"
 
 
-def test_down_during_delete_holds_the_finalizer_until_cleanup_is_done(harness, kubectl, namespace):
+def test_down_during_delete_holds_the_finalizer_until_cleanup_is_done(harness, kubectl, jaeger, namespace):
     """The documented choice: deletion waits for the echo service (the finalizer stays), so
     nothing is left behind in it; the skip-cleanup annotation lets an object go at once."""
     for name in ("deleted", "abandoned"):
@@ -100,6 +101,15 @@ def test_down_during_delete_holds_the_finalizer_until_cleanup_is_done(harness, k
         kubectl.run("annotate", GROUP, "abandoned", "-n", namespace, "tracing.example.com/skip-cleanup=true")
         kubectl.wait_gone(namespace, "abandoned", timeout=15)
         assert harness.stored_echo(namespace, "abandoned") is not None, "skipping cleanup leaves the remote copy"
+        # The annotation itself woke the operator: the deletion's trace starts at its watch
+        # event. A backoff retry (which would also see the annotation, seconds later) starts
+        # with kube-runtime's span instead, so this fails if the change filter ignored it.
+        (deleted,) = events_for(kubectl, namespace, "abandoned", "Deleted")
+        trace_id = re.search(r"\(trace ([0-9a-f]{32})\)", deleted["note"]).group(1)
+        trace = jaeger.wait_for_trace(trace_id, "the skipped cleanup's trace",
+                                      lambda t: t.find(name="reconcile Echo"))
+        roots = [span for span in trace.spans if span.parent_id is None]
+        assert [span.name for span in roots] == ["watch Echo Apply"], trace
     finally:
         echo_back(harness)
     kubectl.wait_gone(namespace, "deleted", timeout=MAX_BACKOFF + RECONCILE)
