@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use echo_operator::crd::Echo;
 use echo_operator::operator::calls::api_tracing::ApiTracingLayer;
+use echo_operator::operator::calls::bounded::BoundUnlessWatchLayer;
 use echo_operator::operator::calls::echo_client::RetryConfig;
 use echo_operator::operator::process::health::{self, Readiness};
 use echo_operator::operator::process::leader::{Election, Fence, LeaseConfig};
@@ -89,6 +90,11 @@ struct ReconcileArgs {
     #[arg(long, env = "RECONCILE_TIMEOUT_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     reconcile_timeout_seconds: u64,
+    /// Longest the watch's LIST (and any request of its client but the watch itself) may
+    /// take; a stalled one is retried with backoff.
+    #[arg(long, env = "LIST_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    list_timeout_seconds: u64,
     /// Longest one Kubernetes API request of a reconcile may take (the watch is not bound).
     #[arg(long, env = "API_TIMEOUT_SECONDS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -252,15 +258,18 @@ async fn main() -> ExitCode {
     code
 }
 
-/// Two clients over one configuration: the watch is a long poll that must not time out,
-/// while every request a reconcile makes is bounded by `api_timeout`. Both trace their
-/// requests and send `traceparent` to the API server.
+/// Two clients over one configuration: the watch is a long poll that must not time out
+/// (its LIST is bounded by `list_timeout`), while every request a reconcile makes is
+/// bounded by `api_timeout`. Both trace their requests and send `traceparent` to the API
+/// server.
 fn clients(
     config: kube::Config,
     api_timeout: Duration,
+    list_timeout: Duration,
 ) -> Result<(kube::Client, kube::Client), RunError> {
     let tracing_layer = ApiTracingLayer::new(config.cluster_url.clone());
     let watch_client = ClientBuilder::try_from(config.clone())?
+        .with_layer(&BoundUnlessWatchLayer::new(list_timeout))
         .with_layer(&tracing_layer)
         .build();
     let client = ClientBuilder::try_from(config)?
@@ -276,7 +285,9 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     shutdown::exit_on_second_signal();
     let identity = identity();
     let settings = args.settings(&identity)?;
-    let (watch_client, client) = clients(kube::Config::infer().await?, settings.api_timeout)?;
+    let list_timeout = Duration::from_secs(args.reconcile.list_timeout_seconds);
+    let config = kube::Config::infer().await?;
+    let (watch_client, client) = clients(config, settings.api_timeout, list_timeout)?;
     let fence = args.fence();
     let ctx = Arc::new(settings.context(client, links, metrics, fence.clone())?);
 

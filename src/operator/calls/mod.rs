@@ -4,5 +4,6 @@
 //! adds its spans to the reconcile's trace).
 
 pub mod api_tracing;
+pub mod bounded;
 pub mod echo_client;
 pub mod echo_span;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -26,6 +26,8 @@ pub struct Readiness {
     synced: Arc<AtomicBool>,
     /// Why this replica cannot take part in leader election, if it cannot.
     problem: Arc<Mutex<Option<String>>>,
+    /// When this replica last became the leader.
+    leading_since: Arc<Mutex<Instant>>,
 }
 
 impl Default for Readiness {
@@ -41,6 +43,7 @@ impl Readiness {
             leading: Arc::new(AtomicBool::new(leading)),
             synced: Arc::new(AtomicBool::new(false)),
             problem: Arc::default(),
+            leading_since: Arc::new(Mutex::new(Instant::now())),
         }
     }
 
@@ -71,7 +74,19 @@ impl Readiness {
     /// Leadership changed: a new leader is ready once its own watch has synced.
     pub fn set_leading(&self, leading: bool) {
         self.synced.store(false, Ordering::Relaxed);
+        if leading {
+            *lock(&self.leading_since) = Instant::now();
+        }
         self.leading.store(leading, Ordering::Relaxed);
+    }
+
+    /// A leader whose watch has not listed every object within `limit` of taking the lease:
+    /// it holds the lease and reconciles nothing, which only a restart (and so another
+    /// replica) fixes.
+    pub fn sync_overdue(&self, now: Instant, limit: Duration) -> bool {
+        self.is_leading()
+            && !self.synced.load(Ordering::Relaxed)
+            && now.saturating_duration_since(*lock(&self.leading_since)) > limit
     }
 
     pub fn is_leading(&self) -> bool {
@@ -104,6 +119,7 @@ where
     F: Fn(bool) -> Arc<Registry> + Clone + Send + Sync + 'static,
 {
     let leading = readiness.clone();
+    let alive = readiness.clone();
     Router::new()
         .route(
             "/metrics",
@@ -115,15 +131,20 @@ where
         .route(
             "/healthz",
             get(move || {
-                let live = liveness.is_live_at(Instant::now());
+                let now = Instant::now();
+                let stalled = !liveness.is_live_at(now);
+                let unsynced = alive.sync_overdue(now, liveness.stall_after());
                 async move {
-                    if live {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (
+                    match (stalled, unsynced) {
+                        (false, false) => (StatusCode::OK, "ok"),
+                        (true, _) => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "reconciles are running and none has finished lately",
-                        )
+                        ),
+                        (false, true) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "leading, and the watch has not listed every object for too long",
+                        ),
                     }
                 }
             }),
@@ -169,5 +190,24 @@ mod tests {
         readiness.set_leading(false);
         readiness.set_leading(true);
         assert!(!readiness.is_ready(), "each leadership starts a new watch");
+    }
+
+    #[test]
+    fn a_leader_that_cannot_list_fails_its_liveness_in_time() {
+        let limit = Duration::from_secs(60);
+        let readiness = Readiness::with_role(false);
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert!(
+            !readiness.sync_overdue(later, limit),
+            "a follower lists nothing"
+        );
+        readiness.set_leading(true);
+        assert!(!readiness.sync_overdue(Instant::now(), limit));
+        assert!(
+            readiness.sync_overdue(later, limit),
+            "an hour without a list"
+        );
+        readiness.set_ready();
+        assert!(!readiness.sync_overdue(later, limit), "synced");
     }
 }

@@ -41,6 +41,11 @@ impl Liveness {
         Running(self.inner.clone())
     }
 
+    /// How long reconciles may run with none finishing.
+    pub fn stall_after(&self) -> Duration {
+        self.inner.stall_after
+    }
+
     /// Reconciles running now.
     pub fn running(&self) -> usize {
         self.inner.running.load(Ordering::SeqCst)

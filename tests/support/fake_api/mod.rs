@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use echo_operator::crd::Echo;
 use echo_operator::operator::calls::api_tracing::ApiTracingLayer;
+use echo_operator::operator::calls::bounded::BoundUnlessWatchLayer;
 use http::Request;
 use kube::client::{Body, ClientBuilder};
 use kube::runtime::watcher;
@@ -190,21 +191,44 @@ impl FakeApi {
         timeout: Duration,
         cut_off: Arc<std::sync::atomic::AtomicBool>,
     ) -> kube::Client {
-        let state = self.state.clone();
-        let service = tower::service_fn(move |request: Request<Body>| {
-            let state = state.clone();
-            let cut_off = cut_off.clone();
-            async move {
-                if cut_off.load(std::sync::atomic::Ordering::SeqCst) {
-                    std::future::pending::<()>().await;
-                }
-                Ok::<_, Infallible>(routes::handle(&state, request).await)
-            }
-        });
         let layer = ApiTracingLayer::new(http::Uri::from_static(FAKE_CLUSTER_URL));
-        ClientBuilder::new(service, "default")
+        ClientBuilder::new(service(self.state.clone(), cut_off), "default")
             .with_layer(&tower::timeout::TimeoutLayer::new(timeout))
             .with_layer(&layer)
             .build()
     }
+
+    /// A client wired as the operator's watch client: no bound on watches, `list_timeout`
+    /// on every other request.
+    pub fn watch_client(&self, list_timeout: Duration) -> kube::Client {
+        let layer = ApiTracingLayer::new(http::Uri::from_static(FAKE_CLUSTER_URL));
+        ClientBuilder::new(service(self.state.clone(), Arc::default()), "default")
+            .with_layer(&BoundUnlessWatchLayer::new(list_timeout))
+            .with_layer(&layer)
+            .build()
+    }
+}
+
+/// The fake as a tower service; it answers nothing while `cut_off` is set.
+fn service(
+    state: Arc<Mutex<State>>,
+    cut_off: Arc<std::sync::atomic::AtomicBool>,
+) -> impl tower::Service<
+    Request<Body>,
+    Response = http::Response<Body>,
+    Error = Infallible,
+    Future = impl Send + use<>,
+> + Clone
++ Send
++ use<> {
+    tower::service_fn(move |request: Request<Body>| {
+        let state = state.clone();
+        let cut_off = cut_off.clone();
+        async move {
+            if cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, Infallible>(routes::handle(&state, request).await)
+        }
+    })
 }
