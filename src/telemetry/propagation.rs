@@ -57,6 +57,17 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     span_context.is_valid().then_some(span_context)
 }
 
+/// `span_context` as a W3C `traceparent` value; `None` when it is not valid.
+pub fn traceparent_of(span_context: &SpanContext) -> Option<String> {
+    if !span_context.is_valid() {
+        return None;
+    }
+    let cx = opentelemetry::Context::new().with_remote_span_context(span_context.clone());
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
 /// How much of an untrusted value a log line quotes.
 pub const EXCERPT_CHARS: usize = 64;
 
@@ -142,6 +153,18 @@ mod tests {
                 .span_context()
                 .is_valid()
         );
+    }
+
+    #[test]
+    fn a_span_context_becomes_the_traceparent_it_was_parsed_from() {
+        for value in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ] {
+            let sc = parse_traceparent(value).expect("valid traceparent");
+            assert_eq!(traceparent_of(&sc).as_deref(), Some(value));
+        }
+        assert_eq!(traceparent_of(&SpanContext::empty_context()), None);
     }
 
     #[test]
