@@ -57,15 +57,17 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     span_context.is_valid().then_some(span_context)
 }
 
-/// `span_context` as a W3C `traceparent` value; `None` when it is not valid.
+/// `span_context` as a W3C `traceparent` value (version 00, as the propagator writes it);
+/// `None` when it is not valid. One allocation, where the propagator needs a carrier map.
 pub fn traceparent_of(span_context: &SpanContext) -> Option<String> {
-    if !span_context.is_valid() {
-        return None;
-    }
-    let cx = opentelemetry::Context::new().with_remote_span_context(span_context.clone());
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    carrier.remove("traceparent")
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
 }
 
 /// How much of an untrusted value a log line quotes.
