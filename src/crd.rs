@@ -13,6 +13,9 @@ use crate::echo_api::{EchoRequest, MAX_DELAY_MS, MAX_FAIL_FIRST, MAX_MESSAGE_CHA
 pub const GROUP: &str = "tracing.example.com";
 /// Annotation through which whoever applies an object can start its trace.
 pub const TRACEPARENT_ANNOTATION: &str = "tracing.example.com/traceparent";
+/// KEP-5915's annotation: the context of whoever changed the object. A reconcile starts a new
+/// trace linked to it (not continued). The operator also writes it on its Events.
+pub const K8S_TRACEPARENT_ANNOTATION: &str = "tracing.k8s.io/traceparent";
 /// Annotation that lets an object be deleted without calling the echo service: the escape
 /// for an echo service that is gone for good (`"true"` to skip).
 pub const SKIP_CLEANUP_ANNOTATION: &str = "tracing.example.com/skip-cleanup";

@@ -9,7 +9,8 @@ use echo_operator::crd::Echo;
 use echo_operator::operator::reconcile::events::{Event, EventRecorder, EventType, Reporter};
 use kube::Resource;
 use support::{
-    EchoBuilder, EchoServer, FakeApi, Operator, echo, eventually, spec, status_trace_id,
+    EchoBuilder, EchoServer, FakeApi, OPERATOR, Operator, OperatorOptions, echo, eventually,
+    exported, spec, status_trace_id, unreachable_echo_url,
 };
 
 /// The notes of the `Reconciled` Events published so far, oldest first.
@@ -72,6 +73,48 @@ async fn every_reconcile_publishes_an_event_naming_its_own_trace() {
     operator.stop().await;
 }
 
+/// Each Event carries the W3C context of the reconcile that published it, in KEP-5915's
+/// annotation: a tool reading Events can link to, or continue, that reconcile's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_the_publishing_reconciles_trace_context() {
+    let server = EchoServer::start();
+    let operator = Operator::calling(&server);
+    let ready = operator
+        .apply_until_ready(&echo("default", "annotated-event", spec("m")), "True")
+        .await;
+    let failing = Operator::start(OperatorOptions::new(unreachable_echo_url()).max_retries(0));
+    let failed = failing
+        .apply_until_ready(&echo("default", "annotated-warning", spec("m")), "False")
+        .await;
+    for (api, object, reason) in [
+        (&operator.api, &ready, "Reconciled"),
+        (&failing.api, &failed, "EchoUnreachable"),
+    ] {
+        let trace_id = status_trace_id(object);
+        let trace = eventually("the reconcile span")
+            .until(async || exported(&trace_id).when(|t| t.has_named("reconcile Echo")))
+            .await;
+        let reconcile = trace.one(OPERATOR, "reconcile Echo");
+        let events = api.requests_to("POST", "/events");
+        let event = events
+            .iter()
+            .find(|r| {
+                r.body["reason"] == reason
+                    && r.body["note"]
+                        .as_str()
+                        .is_some_and(|note| note.contains(&trace_id))
+            })
+            .unwrap_or_else(|| panic!("a {reason} Event: {events:#?}"));
+        assert_eq!(
+            event.body["metadata"]["annotations"]["tracing.k8s.io/traceparent"],
+            format!("00-{trace_id}-{}-01", reconcile.span_id),
+            "{reason}"
+        );
+    }
+    failing.stop().await;
+    operator.stop().await;
+}
+
 /// An identical note (tracing off, for one) is counted on the existing Event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identical_event_is_counted_as_a_series() {
@@ -93,7 +136,7 @@ async fn an_identical_event_is_counted_as_a_series() {
     };
     for _ in 0..3 {
         recorder
-            .publish(&event, &object.object_ref(&()))
+            .publish(&event, &object.object_ref(&()), None)
             .await
             .expect("publish");
     }

@@ -114,7 +114,7 @@ async fn an_oversized_echo_answer_is_refused_not_buffered() {
     )
     .expect("client");
     let err = client
-        .put("default", "big", &spec("m"))
+        .put("default", "big", &spec("m"), &Default::default())
         .await
         .expect_err("an answer over the limit");
     assert!(

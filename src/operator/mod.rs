@@ -20,12 +20,15 @@
 //!      ▼  stored under the object's key            ▼ `reconciling object` │ that span
 //!  watch::trace_links::TraceLinks ◄── parent_for ── telemetry::ParentingLayer
 //!      (newest pending event → parent;      (asked in on_new_span, the only moment
-//!       older ones → links)                  tracing-opentelemetry lets a parent be set)
+//!       older ones → links; no event → a     tracing-opentelemetry lets a parent be set,
+//!       new root; a retry also tells the     and before the SDK's sampler decides)
+//!       sampler if the failed one was sampled)
 //! ```
 //!
 //! The key is the object's `ObjectRef` as kube-runtime prints it in the span's `object.ref`
 //! field. A reconcile with no pending event (a requeue, a retry, a resync) starts a new
-//! trace linked to the previous reconcile.
+//! trace linked to the previous reconcile. [`attributes`] names what our spans say beyond the
+//! semantic conventions.
 
 pub mod watch;
 
@@ -35,6 +38,7 @@ pub mod reconcile;
 
 pub mod calls;
 
+pub mod attributes;
 pub mod context;
 pub mod process;
 

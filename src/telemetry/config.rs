@@ -1,7 +1,8 @@
 //! The telemetry settings the program decides itself, from the standard `OTEL_*` variables.
 //!
 //! The OpenTelemetry SDK and the OTLP exporter read most variables on their own: the
-//! sampler (`OTEL_TRACES_SAMPLER[_ARG]`), the batch processor (`OTEL_BSP_*`), the exporter's
+//! sampler (`OTEL_TRACES_SAMPLER[_ARG]`, except the value of our own,
+//! `parentbased_linked_traceidratio`), the batch processor (`OTEL_BSP_*`), the exporter's
 //! headers, timeout and compression. What stays here is what they leave to the program:
 //! whether to export at all and over which transport (`OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`,
 //! `_PROTOCOL`), `OTEL_SDK_DISABLED`, the CA bundle for TLS, the default service name, and
@@ -10,6 +11,8 @@
 //!
 //! Parsing never fails: an invalid value is replaced by the specification's default and
 //! reported as a warning, because telemetry must never stop the program it observes.
+
+use super::sampling::LINKED_TRACEIDRATIO;
 
 /// How spans leave the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +32,15 @@ pub struct ExporterConfig {
     pub certificate: Option<std::path::PathBuf>,
 }
 
+/// Which sampler the tracer provider gets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SamplerChoice {
+    /// The SDK's own reading of `OTEL_TRACES_SAMPLER[_ARG]` (`parentbased_always_on` unset).
+    Sdk,
+    /// `parentbased_linked_traceidratio` with this ratio (see `telemetry::sampling`).
+    LinkedTraceIdRatio(f64),
+}
+
 /// Everything `telemetry::init` needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TelemetryConfig {
@@ -38,6 +50,7 @@ pub struct TelemetryConfig {
     pub exporter: Option<ExporterConfig>,
     /// `OTEL_SDK_DISABLED=true`: no spans are recorded at all, logs still are.
     pub sdk_disabled: bool,
+    pub sampler: SamplerChoice,
     /// `RUST_LOG` syntax for the log output (default `info`).
     pub log_filter: String,
     /// `LOG_FORMAT=json` gives one JSON object a line.
@@ -106,15 +119,38 @@ impl TelemetryConfig {
         });
 
         let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let sampler = match get("OTEL_TRACES_SAMPLER").as_deref() {
+            Some(LINKED_TRACEIDRATIO) => SamplerChoice::LinkedTraceIdRatio(sampler_ratio(
+                get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+                &mut warnings,
+            )),
+            _ => SamplerChoice::Sdk,
+        };
 
         Self {
             service_name,
             resource_attributes,
             exporter,
             sdk_disabled,
+            sampler,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             json_logs: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             warnings,
+        }
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER_ARG` for a ratio sampler: a number from 0 to 1; otherwise 1, as the
+/// SDK does for its own ratio samplers.
+fn sampler_ratio(arg: Option<&str>, warnings: &mut Vec<String>) -> f64 {
+    match arg.map(str::parse::<f64>) {
+        Some(Ok(ratio)) if (0.0..=1.0).contains(&ratio) => ratio,
+        _ => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER_ARG={:?} is not a ratio from 0 to 1; sampling every trace",
+                arg.unwrap_or_default()
+            ));
+            1.0
         }
     }
 }
@@ -142,6 +178,29 @@ fn parse_resource_attributes(raw: &str, warnings: &mut Vec<String>) -> Vec<(Stri
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_linked_sampler_is_ours_the_others_are_the_sdks() {
+        let linked = config(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_linked_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ]);
+        assert_eq!(linked.sampler, SamplerChoice::LinkedTraceIdRatio(0.1));
+        assert!(linked.warnings.is_empty());
+        let sdk = config(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ]);
+        assert_eq!(sdk.sampler, SamplerChoice::Sdk);
+        for bad in ["", "ten percent", "1.5", "-0.1", "NaN"] {
+            let c = config(&[
+                ("OTEL_TRACES_SAMPLER", "parentbased_linked_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", bad),
+            ]);
+            assert_eq!(c.sampler, SamplerChoice::LinkedTraceIdRatio(1.0), "{bad:?}");
+            assert_eq!(c.warnings.len(), 1, "{bad:?}: {:?}", c.warnings);
+        }
+    }
 
     fn config(vars: &[(&str, &str)]) -> TelemetryConfig {
         let vars: HashMap<String, String> = vars

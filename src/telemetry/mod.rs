@@ -6,6 +6,7 @@ mod counting;
 pub mod http_span;
 pub mod parenting;
 pub mod propagation;
+pub mod sampling;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::metrics::SpanCounters;
-pub use config::{ExporterConfig, Protocol, TelemetryConfig};
+pub use config::{ExporterConfig, Protocol, SamplerChoice, TelemetryConfig};
 use counting::{CountingExporter, CountingProcessor};
 pub use parenting::{ParentResolver, ParentingLayer};
 
@@ -178,8 +179,11 @@ fn build_provider(
         .with_service_name(config.service_name.clone())
         .build();
     // The builder's default configuration reads OTEL_TRACES_SAMPLER and _ARG itself
-    // (parentbased_always_on when unset).
+    // (parentbased_always_on when unset); only our own value is set here.
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let SamplerChoice::LinkedTraceIdRatio(ratio) = config.sampler {
+        builder = builder.with_sampler(sampling::LinkAwareSampler::traceidratio(ratio));
+    }
     if let Some(exporter) = &config.exporter {
         match build_exporter(exporter) {
             // The batch processor exports from its own thread and drops spans when its

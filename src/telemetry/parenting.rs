@@ -5,7 +5,9 @@
 //! entered its parent can no longer change. kube-runtime creates and enters its
 //! `reconciling object` span before our code runs, so the only moment to choose that span's
 //! trace is its creation. [`ParentingLayer`] wraps the OpenTelemetry layer and, just for the
-//! duration of its `on_new_span`, attaches the context a [`ParentResolver`] picks.
+//! duration of its `on_new_span`, attaches the context a [`ParentResolver`] picks. The SDK
+//! hands that context to the sampler as well, so it may carry values for it (see
+//! [`super::sampling::LinkedSampled`]).
 
 use std::any::TypeId;
 use std::sync::Arc;

@@ -57,6 +57,19 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     span_context.is_valid().then_some(span_context)
 }
 
+/// `span_context` as a W3C `traceparent` value (version 00, as the propagator writes it);
+/// `None` when it is not valid. One allocation, where the propagator needs a carrier map.
+pub fn traceparent_of(span_context: &SpanContext) -> Option<String> {
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
 /// How much of an untrusted value a log line quotes.
 pub const EXCERPT_CHARS: usize = 64;
 
@@ -142,6 +155,18 @@ mod tests {
                 .span_context()
                 .is_valid()
         );
+    }
+
+    #[test]
+    fn a_span_context_becomes_the_traceparent_it_was_parsed_from() {
+        for value in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ] {
+            let sc = parse_traceparent(value).expect("valid traceparent");
+            assert_eq!(traceparent_of(&sc).as_deref(), Some(value));
+        }
+        assert_eq!(traceparent_of(&SpanContext::empty_context()), None);
     }
 
     #[test]

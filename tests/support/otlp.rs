@@ -32,6 +32,8 @@ pub struct SpanRecord {
     pub resource: HashMap<String, String>,
     /// (trace id, span id) of each link.
     pub links: Vec<(String, String)>,
+    /// The attributes of each link, in the order of `links`.
+    pub link_attributes: Vec<HashMap<String, String>>,
     /// OTLP status code: 0 unset, 1 ok, 2 error.
     pub status_code: i32,
     /// Span events (a `tracing` event's message is its name) with their attributes.
@@ -42,6 +44,15 @@ impl SpanRecord {
     /// An attribute as text, if the span has it.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// The attributes of the link to `(trace id, span id)`, if the span has that link.
+    pub fn link_to(&self, trace_id: &str, span_id: &str) -> Option<&HashMap<String, String>> {
+        let index = self
+            .links
+            .iter()
+            .position(|(t, s)| t == trace_id && s == span_id)?;
+        self.link_attributes.get(index)
     }
 }
 
@@ -177,6 +188,16 @@ async fn export(State(spans): State<Arc<Mutex<Vec<SpanRecord>>>>, body: Bytes) -
                         .links
                         .iter()
                         .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
+                    link_attributes: span
+                        .links
+                        .into_iter()
+                        .map(|l| {
+                            l.attributes
+                                .into_iter()
+                                .map(|kv| (kv.key, value_string(kv.value)))
+                                .collect()
+                        })
                         .collect(),
                     events: span
                         .events

@@ -1,11 +1,14 @@
 //! The telemetry of the test process: one OTLP receiver, and the operator's tracing set up
 //! to export to it. `tracing` allows one global subscriber, so every test in a binary
-//! shares them and tells its spans apart by trace id.
+//! shares them and tells its spans apart by trace id; and one sampler, the SDK's default
+//! unless the binary's tests call [`use_sampler`] first.
 
 use std::sync::{Arc, OnceLock};
 
 use echo_operator::operator::watch::trace_links::TraceLinks;
-use echo_operator::telemetry::{self, ExporterConfig, Protocol, Telemetry, TelemetryConfig};
+use echo_operator::telemetry::{
+    self, ExporterConfig, Protocol, SamplerChoice, Telemetry, TelemetryConfig,
+};
 
 use super::otlp::Receiver;
 
@@ -30,6 +33,7 @@ fn shared() -> &'static Shared {
                 certificate: None,
             }),
             sdk_disabled: false,
+            sampler: SAMPLER.get().cloned().unwrap_or(SamplerChoice::Sdk),
             log_filter: "warn".into(),
             json_logs: false,
             warnings: Vec::new(),
@@ -46,6 +50,16 @@ fn shared() -> &'static Shared {
             links,
         }
     })
+}
+
+static SAMPLER: OnceLock<SamplerChoice> = OnceLock::new();
+
+/// Makes the operator's code in this test binary sample with `choice`: call it before
+/// anything else in every test of the binary, always with the same choice.
+pub fn use_sampler(choice: SamplerChoice) {
+    let _ = SAMPLER.set(choice.clone());
+    assert_eq!(SAMPLER.get(), Some(&choice), "one sampler per test binary");
+    let _ = shared();
 }
 
 /// The receiver every process of the test exports to.

@@ -4,6 +4,7 @@
 //! CLIENT span inside the reconcile's trace, and each attempt carries its own `traceparent`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -37,6 +38,21 @@ impl Default for RetryConfig {
             // The echo service may be asked to wait up to 10 s before it answers.
             attempt_timeout: Duration::from_secs(15),
         }
+    }
+}
+
+/// Counts the attempts of the calls it is handed to, resends included: the retry middleware
+/// hands a request's extensions to each attempt, and [`EchoSpanBackend`] counts it here.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptCounter(Arc<AtomicU32>);
+
+impl AttemptCounter {
+    pub(crate) fn count_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -122,12 +138,14 @@ impl EchoClient {
         url
     }
 
-    /// Stores the spec in the echo service and returns its answer.
+    /// Stores the spec in the echo service and returns its answer. Each call counts its
+    /// attempts in `attempts`.
     pub async fn put(
         &self,
         namespace: &str,
         name: &str,
         spec: &EchoSpec,
+        attempts: &AttemptCounter,
     ) -> Result<EchoReply, Error> {
         let url = self.url(namespace, name);
         let body = EchoRequest::from(spec);
@@ -135,18 +153,25 @@ impl EchoClient {
             .http
             .put(url.clone())
             .with_extension(self.template.clone())
+            .with_extension(attempts.clone())
             .json(&body);
         let response = self.send(request, &url, "PUT").await?;
         reply_of(response, "PUT", &url).await
     }
 
     /// The echo as the service holds it, or `None` when it holds none.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<EchoReply>, Error> {
+    pub async fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        attempts: &AttemptCounter,
+    ) -> Result<Option<EchoReply>, Error> {
         let url = self.url(namespace, name);
         let request = self
             .http
             .get(url.clone())
-            .with_extension(self.template.clone());
+            .with_extension(self.template.clone())
+            .with_extension(attempts.clone());
         let response = self.send(request, &url, "GET").await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -155,12 +180,18 @@ impl EchoClient {
     }
 
     /// Removes the echo; an echo that is already gone counts as removed.
-    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), Error> {
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        attempts: &AttemptCounter,
+    ) -> Result<(), Error> {
         let url = self.url(namespace, name);
         let request = self
             .http
             .delete(url.clone())
-            .with_extension(self.template.clone());
+            .with_extension(self.template.clone())
+            .with_extension(attempts.clone());
         let response = self.send(request, &url, "DELETE").await?;
         let status = response.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {

@@ -9,6 +9,7 @@ use reqwest::{Request, Response};
 use reqwest_tracing::ReqwestOtelSpanBackend;
 use tracing::Span;
 
+use super::echo_client::AttemptCounter;
 use crate::telemetry::http_span::{self, ClientRequest, Side};
 
 /// The route of a request, set by the caller as a request extension: `url.template`.
@@ -27,6 +28,9 @@ impl ReqwestOtelSpanBackend for EchoSpanBackend {
         let url = request.url();
         let sent_before = extensions.get::<Attempts>().copied().unwrap_or_default().0;
         extensions.insert(Attempts(sent_before + 1));
+        if let Some(counter) = extensions.get::<AttemptCounter>() {
+            counter.count_one();
+        }
         http_span::client_span(&ClientRequest {
             method: request.method(),
             url_full: url.as_str(),

@@ -7,7 +7,7 @@
 //! trace gives a new Event, and only a word-for-word repeat (with tracing off, say) is
 //! counted on the existing one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType, Reporter};
 
+use crate::crd::K8S_TRACEPARENT_ANNOTATION;
 use crate::lock::lock;
 
 /// How long a published event can still be folded into; Kubernetes keeps Events for an hour,
@@ -93,10 +94,13 @@ impl EventRecorder {
     }
 
     /// Creates the Event, or counts it on the identical one published within the window.
+    /// A new Event carries `traceparent`, the publishing reconcile's W3C context, in the
+    /// annotation `tracing.k8s.io/traceparent`.
     pub async fn publish(
         &self,
         event: &Event,
         regarding: &ObjectReference,
+        traceparent: Option<&str>,
     ) -> Result<(), kube::Error> {
         let now = jiff::Timestamp::now();
         let key = SeriesKey {
@@ -122,12 +126,14 @@ impl EventRecorder {
                 (name, count)
             }
             None => {
-                let created = api
-                    .create(
-                        &PostParams::default(),
-                        &self.new_event(event, regarding, now),
-                    )
-                    .await?;
+                let mut new_event = self.new_event(event, regarding, now);
+                if let Some(traceparent) = traceparent {
+                    new_event.metadata.annotations = Some(BTreeMap::from([(
+                        K8S_TRACEPARENT_ANNOTATION.to_owned(),
+                        traceparent.to_owned(),
+                    )]));
+                }
+                let created = api.create(&PostParams::default(), &new_event).await?;
                 (created.metadata.name.unwrap_or_default(), 1)
             }
         };

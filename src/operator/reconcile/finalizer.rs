@@ -16,10 +16,10 @@ pub fn has_finalizer(echo: &Echo) -> bool {
     echo.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Adds the finalizer unless it is there.
-pub async fn ensure(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
+/// Adds the finalizer unless it is there; true when it patched the object.
+pub async fn ensure(api: &Api<Echo>, echo: &Echo) -> Result<bool, Error> {
     if has_finalizer(echo) {
-        return Ok(());
+        return Ok(false);
     }
     let finalizers = echo.finalizers();
     // The test operation makes the patch fail instead of overwriting a concurrent change.
@@ -35,13 +35,14 @@ pub async fn ensure(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
         ])
     };
     let span = tracing::info_span!("add finalizer");
-    send(api, echo, patch, span, "add the finalizer").await
+    send(api, echo, patch, span, "add the finalizer").await?;
+    Ok(true)
 }
 
-/// Removes the finalizer, which lets Kubernetes delete the object.
-pub async fn remove(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
+/// Removes the finalizer, which lets Kubernetes delete the object; true when it patched it.
+pub async fn remove(api: &Api<Echo>, echo: &Echo) -> Result<bool, Error> {
     let Some(index) = echo.finalizers().iter().position(|f| f == FINALIZER) else {
-        return Ok(());
+        return Ok(false);
     };
     let path = format!("/metadata/finalizers/{index}");
     let patch = serde_json::json!([
@@ -49,7 +50,8 @@ pub async fn remove(api: &Api<Echo>, echo: &Echo) -> Result<(), Error> {
         { "op": "remove", "path": path },
     ]);
     let span = tracing::info_span!("remove finalizer");
-    send(api, echo, patch, span, "remove the finalizer").await
+    send(api, echo, patch, span, "remove the finalizer").await?;
+    Ok(true)
 }
 
 /// Sends a JSON patch of the finalizer list inside `span`; `action` completes the error

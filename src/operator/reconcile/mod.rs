@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod error;
 pub mod events;
 pub mod finalizer;
+pub mod outcome;
 pub mod status;
 pub mod steps;
 
@@ -17,37 +18,53 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::crd::Echo;
+use crate::operator::attributes::{
+    ECHO_ATTEMPTS, LINK_SOURCE, READY_REASON, RESULT, TRIGGER, WRITES,
+};
 use crate::operator::context::Context;
-use crate::telemetry::trace_id_of;
+use crate::telemetry::propagation;
 use error::Error;
-use steps::Reconciliation;
+use outcome::{Record, Verdict};
+use steps::{Reconciliation, TraceNames};
 
 /// Entry point kube-runtime calls, inside its `reconciling object` span.
 pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(echo.as_ref()).to_string();
+    let started = ctx.links.take_started(&key);
     // Coalesced watch events, or the previous reconcile: links on kube-runtime's span.
     let runtime_span = tracing::Span::current();
-    for link in ctx.links.take_links(&key) {
-        runtime_span.add_link(link);
+    for (link, source) in started.iter().flat_map(|s| s.links.iter()) {
+        let attributes = vec![KeyValue::new(LINK_SOURCE, *source)];
+        runtime_span.add_link_with_attributes(link.clone(), attributes);
     }
     let span = reconcile_span(&echo);
-    let trace_id = trace_id_of(&span);
-    if let Some(trace_id) = &trace_id {
+    if let Some(started) = &started {
+        span.record(TRIGGER, started.trigger.as_str());
+    }
+    let span_context = span.context().span().span_context().clone();
+    let trace = TraceNames {
+        trace_id: span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string()),
+        traceparent: propagation::traceparent_of(&span_context),
+    };
+    if let Some(trace_id) = &trace.trace_id {
         span.record("trace_id", trace_id.as_str());
     }
-    ctx.links
-        .record_reconcile(key.clone(), span.context().span().span_context().clone());
+    ctx.links.record_reconcile(key.clone(), span_context);
     let _running = ctx.liveness.reconcile_started();
     let started = Instant::now();
+    let record = Record::default();
     async {
-        let result = run_bounded(&echo, &ctx, trace_id).await;
-        record_result(&ctx, &key, &result, started.elapsed());
+        let result = run_bounded(&echo, &ctx, trace, &record).await;
+        record_result(&ctx, &key, &result, started.elapsed(), &record);
         result
     }
     .instrument(span)
@@ -74,6 +91,11 @@ fn reconcile_span(echo: &Echo) -> tracing::Span {
         trace_id = Empty,
         otel.status_code = Empty,
         error.type = Empty,
+        { TRIGGER } = Empty,
+        { RESULT } = Empty,
+        { READY_REASON } = Empty,
+        { WRITES } = Empty,
+        { ECHO_ATTEMPTS } = Empty,
     )
 }
 
@@ -82,9 +104,10 @@ fn reconcile_span(echo: &Echo) -> tracing::Span {
 async fn run_bounded(
     echo: &Echo,
     ctx: &Context,
-    trace_id: Option<String>,
+    trace: TraceNames,
+    record: &Record,
 ) -> Result<Action, Error> {
-    let reconciliation = Reconciliation::new(echo, ctx, trace_id)?;
+    let reconciliation = Reconciliation::new(echo, ctx, trace, record)?;
     let timeout = ctx.reconcile_timeout;
     match tokio::time::timeout(timeout, reconciliation.run()).await {
         Ok(result) => result,
@@ -93,17 +116,34 @@ async fn run_bounded(
     }
 }
 
-/// Counts the result and marks the `reconcile` span (the current span) failed on error.
-fn record_result(ctx: &Context, key: &str, result: &Result<Action, Error>, elapsed: Duration) {
+/// Counts the result, and records it on the `reconcile` span (the current span): its outcome
+/// attributes, and failed on error.
+fn record_result(
+    ctx: &Context,
+    key: &str,
+    result: &Result<Action, Error>,
+    elapsed: Duration,
+    record: &Record,
+) {
     let span = tracing::Span::current();
+    let verdict = Verdict::of(result, ctx.resync);
+    ctx.links.record_verdict(key, verdict);
+    span.record(RESULT, verdict.as_str());
+    span.record(WRITES, record.writes());
+    span.record(ECHO_ATTEMPTS, i64::from(record.echo_attempts().get()));
     match result {
         Ok(_) => {
+            if record.is_ready() {
+                span.record(READY_REASON, status::READY_REASON);
+            }
             ctx.backoff.reset(key);
-            ctx.metrics.reconciled("Reconciled", true, elapsed, &span);
+            ctx.metrics
+                .reconciled(status::READY_REASON, true, elapsed, &span);
         }
         Err(err) => {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", err.reason());
+            span.record(READY_REASON, err.reason());
             ctx.metrics.reconciled(err.reason(), false, elapsed, &span);
             tracing::warn!(error = %err, reason = err.reason(), "reconcile failed");
         }

@@ -9,6 +9,8 @@ use crate::echo_api::MAX_MESSAGE_CHARS;
 
 /// The field manager that owns `.status`.
 pub const FIELD_MANAGER: &str = "echo-operator";
+/// The reason of a `Ready` condition that is true.
+pub const READY_REASON: &str = "Reconciled";
 
 /// The longest reply kept in status: what a well-behaved echo service answers (`echo: ` and
 /// a message of up to 1024 characters of up to 4 bytes each). A faulty one may answer up to
@@ -39,7 +41,7 @@ pub fn build(
     let (status, reason, message, observed_generation, reply) = match outcome {
         Outcome::Ready { reply } => (
             "True",
-            "Reconciled",
+            READY_REASON,
             "the echo service stored the message".to_owned(),
             generation,
             Some(truncate(reply, MAX_STATUS_REPLY_BYTES)),

@@ -1,6 +1,7 @@
 //! The steps of one reconcile, as methods on the value that carries what they all need: the
-//! object, its namespace's API, the shared context, and the trace id that status and Events
-//! name. Each side effect is one call here, in the order the trace shows them.
+//! object, its namespace's API, the shared context, the trace that status and Events name,
+//! and the record of what the reconcile did. Each side effect is one call here, in the order
+//! the trace shows them.
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -10,11 +11,21 @@ use tracing::Instrument;
 use super::error::Error;
 use super::events::{self, Event, EventType};
 use super::finalizer;
+use super::outcome::{Record, Write};
 use super::status::{self, Outcome};
 use crate::crd::{Echo, SKIP_CLEANUP_ANNOTATION};
 use crate::echo_api::EchoReply;
 use crate::operator::context::Context;
 use crate::telemetry::propagation;
+
+/// The reconcile's trace as status and Events name it; `None`s when tracing is off.
+#[derive(Debug, Default)]
+pub struct TraceNames {
+    /// In status and in Events' notes.
+    pub trace_id: Option<String>,
+    /// The `reconcile` span's W3C context, in Events' `tracing.k8s.io/traceparent`.
+    pub traceparent: Option<String>,
+}
 
 /// One reconcile of one object.
 pub struct Reconciliation<'a> {
@@ -22,12 +33,17 @@ pub struct Reconciliation<'a> {
     ctx: &'a Context,
     api: Api<Echo>,
     namespace: String,
-    /// The reconcile's trace, written to status and Events; `None` when tracing is off.
-    trace_id: Option<String>,
+    trace: TraceNames,
+    record: &'a Record,
 }
 
 impl<'a> Reconciliation<'a> {
-    pub fn new(echo: &'a Echo, ctx: &'a Context, trace_id: Option<String>) -> Result<Self, Error> {
+    pub fn new(
+        echo: &'a Echo,
+        ctx: &'a Context,
+        trace: TraceNames,
+        record: &'a Record,
+    ) -> Result<Self, Error> {
         let namespace = echo
             .namespace()
             .ok_or(Error::IncompleteObject("namespace"))?;
@@ -36,7 +52,8 @@ impl<'a> Reconciliation<'a> {
             echo,
             ctx,
             namespace,
-            trace_id,
+            trace,
+            record,
         })
     }
 
@@ -53,7 +70,9 @@ impl<'a> Reconciliation<'a> {
     async fn apply(&self) -> Result<Action, Error> {
         let stored = async {
             self.ctx.fence.check()?;
-            finalizer::ensure(&self.api, self.echo).await?;
+            if finalizer::ensure(&self.api, self.echo).await? {
+                self.record.wrote(Write::Finalizer);
+            }
             self.store().await
         }
         .await;
@@ -61,6 +80,7 @@ impl<'a> Reconciliation<'a> {
             Ok(Some(reply)) => reply.reply,
             Ok(None) => {
                 tracing::info!("the echo service already holds this generation: nothing to write");
+                self.record.ready();
                 return Ok(Action::requeue(self.ctx.resync));
             }
             Err(err) => return Err(self.fail(err).await),
@@ -71,8 +91,10 @@ impl<'a> Reconciliation<'a> {
         if let Err(err) = self.write_status(&Outcome::Ready { reply: &reply }).await {
             return Err(self.fail(err).await);
         }
+        self.record.ready();
         let note = format!("echo service replied {reply:?}");
-        self.publish(EventType::Normal, "Reconciled", &note).await;
+        self.publish(EventType::Normal, status::READY_REASON, &note)
+            .await;
         Ok(Action::requeue(self.ctx.resync))
     }
 
@@ -88,8 +110,9 @@ impl<'a> Reconciliation<'a> {
                 .echo
                 .ready_condition()
                 .is_some_and(|c| c.status == "True");
+        let attempts = self.record.echo_attempts();
         if settled
-            && let Some(held) = self.ctx.echo.get(&self.namespace, &name).await?
+            && let Some(held) = self.ctx.echo.get(&self.namespace, &name, attempts).await?
             && held.message == spec.message
             && held.delay_ms == spec.delay_ms.unwrap_or(0)
             && held.fail_first == spec.fail_first.unwrap_or(0)
@@ -97,11 +120,13 @@ impl<'a> Reconciliation<'a> {
             return Ok(None);
         }
         self.ctx.fence.check()?;
-        self.ctx
+        let reply = self
+            .ctx
             .echo
-            .put(&self.namespace, &name, spec)
-            .await
-            .map(Some)
+            .put(&self.namespace, &name, spec, attempts)
+            .await?;
+        self.record.wrote(Write::Echo);
+        Ok(Some(reply))
     }
 
     /// Deletes the remote echo, then lets Kubernetes delete the object.
@@ -124,19 +149,23 @@ impl<'a> Reconciliation<'a> {
             format!("cleanup of the echo service skipped by {SKIP_CLEANUP_ANNOTATION}")
         } else {
             let name = self.echo.name_any();
+            let attempts = self.record.echo_attempts();
             let deleted = match self.ctx.fence.check() {
-                Ok(()) => self.ctx.echo.delete(&self.namespace, &name).await,
+                Ok(()) => self.ctx.echo.delete(&self.namespace, &name, attempts).await,
                 Err(over) => Err(over.into()),
             };
             if let Err(err) = deleted {
                 return Err(self.fail(err).await);
             }
+            self.record.wrote(Write::Echo);
             "echo service forgot the message".to_owned()
         };
         // Published before the finalizer goes: afterwards the object may be gone.
         self.publish(EventType::Normal, "Deleted", &note).await;
         self.ctx.fence.check()?;
-        finalizer::remove(&self.api, self.echo).await?;
+        if finalizer::remove(&self.api, self.echo).await? {
+            self.record.wrote(Write::Finalizer);
+        }
         tracing::info!("finalizer removed");
         Ok(Action::await_change())
     }
@@ -166,7 +195,7 @@ impl<'a> Reconciliation<'a> {
         let status = status::build(
             self.echo,
             outcome,
-            self.trace_id.clone(),
+            self.trace.trace_id.clone(),
             jiff::Timestamp::now(),
         );
         let params = PatchParams::apply(status::FIELD_MANAGER).force();
@@ -175,8 +204,9 @@ impl<'a> Reconciliation<'a> {
             .patch_status(&self.echo.name_any(), &params, &patch)
             .instrument(tracing::info_span!("write status"))
             .await
-            .map(|_| ())
-            .map_err(Error::kube("write the status"))
+            .map_err(Error::kube("write the status"))?;
+        self.record.wrote(Write::Status);
+        Ok(())
     }
 
     /// Publishes an Event whose note names this reconcile's trace. Events are for people;
@@ -194,18 +224,21 @@ impl<'a> Reconciliation<'a> {
         let event = Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(events::note(body, self.trace_id.as_deref())),
+            note: Some(events::note(body, self.trace.trace_id.as_deref())),
             action: action.to_owned(),
             secondary: None,
         };
+        let regarding = self.echo.object_ref(&());
+        let traceparent = self.trace.traceparent.as_deref();
         let result = self
             .ctx
             .recorder
-            .publish(&event, &self.echo.object_ref(&()))
+            .publish(&event, &regarding, traceparent)
             .instrument(tracing::info_span!("publish event", event.reason = reason))
             .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %err, reason, "cannot publish the Kubernetes Event");
+        match result {
+            Ok(()) => self.record.wrote(Write::Event),
+            Err(err) => tracing::warn!(error = %err, reason, "cannot publish the Kubernetes Event"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The watch and its trace hand-over: turns the raw watch stream into the controller's
 //! trigger stream. Every change that needs a reconcile (see [`change_filter`]) gets a
 //! `watch event` span, continued from the object's traceparent annotation when it carries
-//! one, and that span's context goes to [`trace_links`] until the reconcile it causes starts.
+//! one (and linked to the context in KEP-5915's `tracing.k8s.io/traceparent`), and that
+//! span's context goes to [`trace_links`] until the reconcile it causes starts.
 
 pub mod change_filter;
 pub mod trace_links;
@@ -11,11 +12,13 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt, stream};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::crd::{Echo, TRACEPARENT_ANNOTATION};
+use crate::crd::{Echo, K8S_TRACEPARENT_ANNOTATION, TRACEPARENT_ANNOTATION};
+use crate::operator::attributes::{LINK_FROM_ANNOTATION, LINK_SOURCE};
 use crate::operator::process::metrics::Metrics;
 use crate::telemetry::propagation;
 use change_filter::{ChangeFilter, Decision};
@@ -84,32 +87,51 @@ fn record_watch_event(event_type: &'static str, echo: &Echo, links: &TraceLinks)
         k8s.watch.event_type = event_type,
         trace.continued_from_annotation = Empty,
     );
-    let annotation = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(TRACEPARENT_ANNOTATION));
-    match annotation {
-        // Only a generation nobody reconciled yet continues the applier's trace; afterwards
-        // the annotation is history, not the cause of new work.
-        Some(value) if echo.generation_pending() => match propagation::parse_traceparent(value) {
-            Some(remote) => {
+    // Only a generation nobody reconciled yet follows the applier's trace; afterwards the
+    // annotations are history, not the cause of new work.
+    let invalid = if echo.generation_pending() {
+        follow_annotations(&span, echo)
+    } else {
+        Vec::new()
+    };
+    span.in_scope(|| {
+        for (annotation, value) in invalid {
+            // Anyone who can edit the object writes this value: log a short, escaped
+            // excerpt so a huge or multi-line value cannot flood or forge log lines.
+            tracing::warn!(
+                annotation,
+                value = %propagation::excerpt(value, propagation::EXCERPT_CHARS),
+                "ignoring an invalid traceparent annotation"
+            );
+        }
+        tracing::debug!(event_type, "watch event queued for reconcile");
+    });
+    let event_context = span.context().span().span_context().clone();
+    links.record_watch_event(ObjectRef::from_obj(echo).to_string(), event_context);
+}
+
+/// Continues the trace named by our annotation and links the one named by KEP-5915's, before
+/// the span starts: tracing-opentelemetry fixes a span's parent and the links its sampler
+/// sees when it starts it. Returns the annotations whose values are not traceparents.
+fn follow_annotations<'a>(span: &tracing::Span, echo: &'a Echo) -> Vec<(&'static str, &'a str)> {
+    let annotations = echo.metadata.annotations.as_ref();
+    let mut invalid = Vec::new();
+    for key in [TRACEPARENT_ANNOTATION, K8S_TRACEPARENT_ANNOTATION] {
+        let Some(value) = annotations.and_then(|a| a.get(key)) else {
+            continue;
+        };
+        match propagation::parse_traceparent(value) {
+            Some(remote) if key == TRACEPARENT_ANNOTATION => {
                 let _ =
                     span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
                 span.record("trace.continued_from_annotation", true);
             }
-            None => span.in_scope(|| {
-                // Anyone who can edit the object writes this value: log a short, escaped
-                // excerpt so a huge or multi-line value cannot flood or forge log lines.
-                tracing::warn!(
-                    annotation = TRACEPARENT_ANNOTATION,
-                    value = %propagation::excerpt(value, propagation::EXCERPT_CHARS),
-                    "ignoring an invalid traceparent annotation; starting a new trace"
-                );
-            }),
-        },
-        _ => {}
+            Some(remote) => span.add_link_with_attributes(
+                remote,
+                vec![KeyValue::new(LINK_SOURCE, LINK_FROM_ANNOTATION)],
+            ),
+            None => invalid.push((key, value.as_str())),
+        }
     }
-    span.in_scope(|| tracing::debug!(event_type, "watch event queued for reconcile"));
-    let event_context = span.context().span().span_context().clone();
-    links.record_watch_event(ObjectRef::from_obj(echo).to_string(), event_context);
+    invalid
 }

@@ -3,10 +3,12 @@
 //! kube-runtime decouples the two: events go into a scheduler that may merge several of them
 //! into one reconcile, and requeues and retries reconcile with no event at all. This registry
 //! remembers, per object, the span contexts of watch events that have not been reconciled
-//! yet, and the context of the last reconcile. When kube-runtime creates its
+//! yet, and the context and result of the last reconcile. When kube-runtime creates its
 //! `reconciling object` span, [`TraceLinks`] (as a [`ParentResolver`]) makes the newest
-//! pending event its parent, and keeps the rest as links for the reconcile to add. With no
-//! pending event the reconcile starts a new trace that links to the previous reconcile.
+//! pending event its parent (the newest sampled one, if the newest is not), and keeps the rest
+//! as links for the reconcile to add. With no pending event the reconcile starts a new trace
+//! that links to the previous reconcile; a retry or a requeue tells the sampler whether that
+//! one was sampled ([`LinkedSampled`]), since the link itself is added too late for it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,7 +19,10 @@ use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
 
 use crate::lock::lock;
+use crate::operator::attributes::{LINK_FROM_PREVIOUS_RECONCILE, LINK_FROM_WATCH_EVENT};
+use crate::operator::reconcile::outcome::{Trigger, Verdict};
 use crate::telemetry::ParentResolver;
+use crate::telemetry::sampling::LinkedSampled;
 
 /// The span kube-runtime wraps every reconcile in, and the field naming its object.
 const RECONCILE_SPAN: &str = "reconciling object";
@@ -32,22 +37,33 @@ pub struct TraceLinks {
     objects: Mutex<HashMap<String, ObjectTrace>>,
 }
 
+/// What the reconcile that just started takes: its links, each with where it came from (a
+/// `LINK_FROM_*` value), and what caused it.
+#[derive(Debug, PartialEq)]
+pub struct Started {
+    pub links: Vec<(SpanContext, &'static str)>,
+    pub trigger: Trigger,
+}
+
 /// What is kept for one object.
 #[derive(Default)]
 struct ObjectTrace {
     /// Watch events not reconciled yet, oldest first.
     pending: Vec<SpanContext>,
-    /// Links the reconcile that just started takes, once.
-    links_for_started: Vec<SpanContext>,
+    /// For the reconcile that just started, taken once.
+    started: Option<Started>,
     /// The latest reconcile, for the next reconcile that no event triggers.
     last_reconcile: Option<SpanContext>,
+    /// How the latest reconcile ended.
+    last_verdict: Option<Verdict>,
 }
 
 impl ObjectTrace {
     fn is_empty(&self) -> bool {
         self.pending.is_empty()
-            && self.links_for_started.is_empty()
+            && self.started.is_none()
             && self.last_reconcile.is_none()
+            && self.last_verdict.is_none()
     }
 }
 
@@ -65,19 +81,24 @@ impl TraceLinks {
         pending.push(event);
     }
 
-    /// Links the reconcile that just started must add: coalesced watch events, or the
-    /// previous reconcile when no event triggered this one.
-    pub fn take_links(&self, object_ref: &str) -> Vec<SpanContext> {
-        self.lock()
-            .get_mut(object_ref)
-            .map(|object| std::mem::take(&mut object.links_for_started))
-            .unwrap_or_default()
+    /// Links and trigger of the reconcile that just started; `None` when its span was not
+    /// created through the resolver (tracing off).
+    pub fn take_started(&self, object_ref: &str) -> Option<Started> {
+        self.lock().get_mut(object_ref)?.started.take()
     }
 
     /// Remembers the reconcile so the next event-less reconcile can link to it.
     pub fn record_reconcile(&self, object_ref: String, reconcile: SpanContext) {
         if reconcile.is_valid() {
             self.lock().entry(object_ref).or_default().last_reconcile = Some(reconcile);
+        }
+    }
+
+    /// Remembers how the latest reconcile ended: the next one no event causes is its retry,
+    /// its requeue or a resync.
+    pub fn record_verdict(&self, object_ref: &str, verdict: Verdict) {
+        if let Some(object) = self.lock().get_mut(object_ref) {
+            object.last_verdict = Some(verdict);
         }
     }
 
@@ -109,23 +130,45 @@ impl TraceLinks {
         self.lock().clear();
     }
 
-    /// Decides the parent of a reconcile that starts now: the newest pending event, the
-    /// others as links; with none, a new root linked to the previous reconcile.
+    /// Decides the parent of a reconcile that starts now: a pending event, the others as
+    /// links; with none, a new root linked to the previous reconcile.
     fn start_reconcile(&self, object_ref: String) -> opentelemetry::Context {
         let mut objects = self.lock();
         let object = objects.entry(object_ref).or_default();
         let mut events = std::mem::take(&mut object.pending);
-        let (parent, links) = match events.pop() {
-            Some(newest) => (
-                opentelemetry::Context::new().with_remote_span_context(newest),
-                events,
-            ),
-            None => (
-                opentelemetry::Context::new(),
-                object.last_reconcile.clone().into_iter().collect(),
-            ),
+        // The newest event, unless only an older one is sampled: a change someone traces
+        // keeps its reconcile when an untraced change is merged in after it.
+        let chosen = events
+            .iter()
+            .rposition(SpanContext::is_sampled)
+            .or(events.len().checked_sub(1));
+        let (parent, started) = match chosen {
+            Some(index) => {
+                let event = events.remove(index);
+                let links = events.into_iter().map(|e| (e, LINK_FROM_WATCH_EVENT));
+                let started = Started {
+                    links: links.collect(),
+                    trigger: Trigger::WatchEvent,
+                };
+                let parent = opentelemetry::Context::new().with_remote_span_context(event);
+                (parent, started)
+            }
+            None => {
+                let trigger = Trigger::after(object.last_verdict);
+                let previous = object.last_reconcile.clone();
+                let mut parent = opentelemetry::Context::new();
+                if let Some(previous) = previous.as_ref().filter(|_| trigger.continues_previous()) {
+                    parent = parent.with_value(LinkedSampled(previous.is_sampled()));
+                }
+                let links = previous.map(|p| (p, LINK_FROM_PREVIOUS_RECONCILE));
+                let started = Started {
+                    links: links.into_iter().collect(),
+                    trigger,
+                };
+                (parent, started)
+            }
         };
-        object.links_for_started = links;
+        object.started = Some(started);
         parent
     }
 
@@ -168,13 +211,24 @@ mod tests {
     use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
 
     fn sc(trace: u128, span: u64) -> SpanContext {
+        with_flags(trace, span, TraceFlags::SAMPLED)
+    }
+
+    fn with_flags(trace: u128, span: u64, flags: TraceFlags) -> SpanContext {
         SpanContext::new(
             TraceId::from(trace),
             SpanId::from(span),
-            TraceFlags::SAMPLED,
+            flags,
             false,
             TraceState::default(),
         )
+    }
+
+    fn links_of(links: &TraceLinks, object: &str) -> Vec<(SpanContext, &'static str)> {
+        links
+            .take_started(object)
+            .map(|s| s.links)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -187,11 +241,25 @@ mod tests {
             parent.span().span_context().trace_id(),
             TraceId::from(2u128)
         );
-        assert_eq!(links.take_links("a"), vec![sc(1, 1)]);
-        assert!(
-            links.take_links("a").is_empty(),
-            "links are handed out once"
+        assert_eq!(
+            links.take_started("a"),
+            Some(Started {
+                links: vec![(sc(1, 1), LINK_FROM_WATCH_EVENT)],
+                trigger: Trigger::WatchEvent
+            })
         );
+        assert!(links.take_started("a").is_none(), "handed out once");
+    }
+
+    #[test]
+    fn a_sampled_event_is_parent_over_a_newer_unsampled_one() {
+        let links = TraceLinks::default();
+        links.record_watch_event("a".into(), sc(1, 1));
+        links.record_watch_event("a".into(), with_flags(2, 2, TraceFlags::default()));
+        let parent = links.start_reconcile("a".into());
+        assert_eq!(parent.span().span_context().span_id(), SpanId::from(1));
+        let unsampled = with_flags(2, 2, TraceFlags::default());
+        assert_eq!(links_of(&links, "a"), [(unsampled, LINK_FROM_WATCH_EVENT)]);
     }
 
     #[test]
@@ -203,7 +271,40 @@ mod tests {
             !parent.span().span_context().is_valid(),
             "must start a new trace"
         );
-        assert_eq!(links.take_links("a"), vec![sc(7, 7)]);
+        assert_eq!(
+            links.take_started("a"),
+            Some(Started {
+                links: vec![(sc(7, 7), LINK_FROM_PREVIOUS_RECONCILE)],
+                trigger: Trigger::Resync
+            })
+        );
+        assert_eq!(
+            parent.get::<LinkedSampled>(),
+            None,
+            "a resync is sampled on its own"
+        );
+    }
+
+    #[test]
+    fn a_retry_tells_the_sampler_whether_the_failed_reconcile_was_sampled() {
+        let links = TraceLinks::default();
+        for (object, flags) in [("a", TraceFlags::SAMPLED), ("b", TraceFlags::default())] {
+            links.record_reconcile(object.into(), with_flags(7, 7, flags));
+            links.record_verdict(object, Verdict::Error);
+            let parent = links.start_reconcile(object.into());
+            assert_eq!(
+                parent.get::<LinkedSampled>(),
+                Some(&LinkedSampled(flags.is_sampled()))
+            );
+            let started = links.take_started(object).expect("started");
+            assert_eq!(started.trigger, Trigger::ErrorRetry);
+        }
+        links.record_verdict("a", Verdict::Requeue);
+        links.start_reconcile("a".into());
+        assert_eq!(
+            links.take_started("a").map(|s| s.trigger),
+            Some(Trigger::Requeue)
+        );
     }
 
     #[test]
@@ -217,7 +318,7 @@ mod tests {
             parent.span().span_context().span_id(),
             SpanId::from(MAX_PENDING as u64 + 5)
         );
-        assert_eq!(links.take_links("a").len(), MAX_PENDING - 1);
+        assert_eq!(links_of(&links, "a").len(), MAX_PENDING - 1);
 
         links.record_watch_event("b".into(), sc(1, 1));
         links.record_reconcile("b".into(), sc(2, 2));
@@ -229,7 +330,7 @@ mod tests {
                 .span_context()
                 .is_valid()
         );
-        assert!(links.take_links("b").is_empty());
+        assert!(links_of(&links, "b").is_empty());
     }
 
     #[test]

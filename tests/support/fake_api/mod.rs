@@ -30,7 +30,19 @@ pub struct Recorded {
     pub path: String,
     pub content_type: String,
     pub traceparent: Option<String>,
+    /// Every header, names in lowercase, in the order sent.
+    pub headers: Vec<(String, String)>,
     pub body: Value,
+}
+
+impl Recorded {
+    /// The value of the header `name` (lowercase), if the request had it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Where the fake sends the watch events its changes cause, as a real API server would.
