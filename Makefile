@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config e2e faults bench bench-smoke node node-or-skip up down
+.PHONY: test lint unit offline kind-config e2e faults bench bench-spans bench-smoke node node-or-skip up down
 
 VENV := target/venv
 
@@ -35,6 +35,11 @@ faults:
 ## recorded only, interleaved, release builds; prints the table (target/bench/results.md).
 bench:
 	e2e/bench/run
+
+## What a span costs, layer by layer (criterion; not in `make test`): one echo request's and
+## one reconcile's span work through the binaries' subscriber, then with each layer removed.
+bench-spans:
+	cargo bench --locked --bench span_cost -- --warm-up-time 1 --measurement-time 3
 
 bench-smoke:
 	e2e/bench/run --smoke

@@ -7,25 +7,23 @@ pub mod http_span;
 pub mod parenting;
 pub mod propagation;
 pub mod sampling;
+pub mod stack;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
-use tracing::Level;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::metrics::SpanCounters;
 pub use config::{ExporterConfig, Protocol, SamplerChoice, TelemetryConfig};
-use counting::{CountingExporter, CountingProcessor};
 pub use parenting::{ParentResolver, ParentingLayer};
+pub use stack::Layers;
 
 /// How long shutdown may wait for the last spans to leave; an unreachable collector must
 /// not keep a terminating pod alive.
@@ -83,60 +81,23 @@ pub fn init(
     resolver: Option<Arc<dyn ParentResolver>>,
 ) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-
-    let (log_filter, filter_warning) = match EnvFilter::try_new(&config.log_filter) {
-        Ok(filter) => (filter, None),
-        Err(err) => (
-            EnvFilter::new("info"),
-            Some(format!(
-                "RUST_LOG={:?} is invalid ({err}); using info",
-                config.log_filter
-            )),
-        ),
-    };
-    let log_layer = if config.json_logs {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_filter(log_filter)
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .with_filter(log_filter)
-            .boxed()
-    };
-
-    let mut warnings = config.warnings.clone();
-    warnings.extend(filter_warning);
-    let counters = SpanCounters::default();
-    let provider = if config.sdk_disabled {
-        None
-    } else {
-        Some(build_provider(config, &counters, &mut warnings))
-    };
-    let otel_layer = provider.as_ref().map(|provider| {
-        let tracer = provider.tracer(config.service_name.clone());
-        // Off: the source location, thread and busy/idle-time attributes the layer adds to
-        // every span by default. Span names and attributes already say where the work is; a
-        // thread means little on a work-stealing runtime; busy/idle time is no convention.
-        // Measured by hand, side by side (echo-server exporting, under wrk): 15-20 % more
-        // requests per second.
-        let layer = tracing_opentelemetry::layer()
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false);
-        ParentingLayer::new(layer.with_tracer(tracer), resolver)
-            .with_filter(filter::filter_fn(exported))
+    let mut problems = Vec::new();
+    let exporter = config.exporter.as_ref().and_then(|exporter| {
+        build_exporter(exporter)
+            .map_err(|err| {
+                problems.push(format!(
+                    "cannot build the OTLP exporter for {}: {err}; spans will not be exported",
+                    exporter.endpoint
+                ))
+            })
+            .ok()
     });
-
-    tracing_subscriber::registry()
-        .with(log_layer)
-        .with(otel_layer)
-        .try_init()?;
-
-    for warning in warnings {
+    let built = stack::build(config, resolver, Layers::ALL, exporter, std::io::stdout);
+    built.dispatch.try_init()?;
+    for warning in built.warnings.iter().chain(&problems) {
         tracing::warn!("{warning}");
     }
-    match (&config.exporter, &provider) {
+    match (&config.exporter, &built.provider) {
         (Some(exporter), Some(_)) => tracing::info!(
             endpoint = %exporter.endpoint,
             protocol = ?exporter.protocol,
@@ -148,59 +109,10 @@ pub fn init(
             "no OTEL_EXPORTER_OTLP_ENDPOINT: spans are recorded for trace ids but not exported"
         ),
     }
-    Ok(Telemetry { provider, counters })
-}
-
-/// Which spans and events reach OpenTelemetry: everything at info and above, never the
-/// exporter's own transport, which would trace itself. kube-client's debug-level `HTTP`
-/// span stays out: `operator::api_tracing` records each API request as one CLIENT span with
-/// current semantic conventions, and a second CLIENT span per request would be a duplicate.
-fn exported(meta: &tracing::Metadata<'_>) -> bool {
-    const TRANSPORT: [&str; 5] = ["opentelemetry", "h2", "hyper", "tonic", "tower"];
-    *meta.level() <= Level::INFO && !TRANSPORT.iter().any(|t| meta.target().starts_with(t))
-}
-
-fn build_provider(
-    config: &TelemetryConfig,
-    counters: &SpanCounters,
-    warnings: &mut Vec<String>,
-) -> SdkTracerProvider {
-    let resource = Resource::builder_empty()
-        .with_detector(Box::new(
-            opentelemetry_sdk::resource::TelemetryResourceDetector,
-        ))
-        .with_attributes(
-            config
-                .resource_attributes
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-        )
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .with_service_name(config.service_name.clone())
-        .build();
-    // The builder's default configuration reads OTEL_TRACES_SAMPLER and _ARG itself
-    // (parentbased_always_on when unset); only our own value is set here.
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if let SamplerChoice::LinkedTraceIdRatio(ratio) = config.sampler {
-        builder = builder.with_sampler(sampling::LinkAwareSampler::traceidratio(ratio));
-    }
-    if let Some(exporter) = &config.exporter {
-        match build_exporter(exporter) {
-            // The batch processor exports from its own thread and drops spans when its
-            // queue is full, so a slow or absent collector never blocks the caller.
-            Ok(exporter) => {
-                let exporter = CountingExporter::new(exporter, counters.clone());
-                let batch = BatchSpanProcessor::builder(exporter).build();
-                builder =
-                    builder.with_span_processor(CountingProcessor::new(batch, counters.clone()))
-            }
-            Err(err) => warnings.push(format!(
-                "cannot build the OTLP exporter for {}: {err}; spans will not be exported",
-                exporter.endpoint
-            )),
-        }
-    }
-    builder.build()
+    Ok(Telemetry {
+        provider: built.provider,
+        counters: built.counters,
+    })
 }
 
 /// The OTLP exporter for `config`. `https://` endpoints use rustls with the system's roots,

@@ -1,0 +1,208 @@
+//! What a span costs, layer by layer: the span work of one echo request (2 spans) and of one
+//! reconcile (9 spans), run through the subscriber the binaries install
+//! (`telemetry::stack::build`, with an exporter that discards), and through the same stack
+//! with one layer removed at a time. The difference between two rows is what that layer
+//! costs. `cargo bench --bench span_cost`; `make bench-spans` prints the table.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use echo_operator::operator::watch::trace_links::TraceLinks;
+use echo_operator::telemetry::http_span::{self, ClientRequest, ServerRequest, Side};
+use echo_operator::telemetry::stack::{self, Layers};
+use echo_operator::telemetry::{ParentResolver, TelemetryConfig, propagation};
+use http::{Method, StatusCode, Version};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Spans leave through the batch processor as in production, and go nowhere.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The echo-server's span work for one PUT: the SERVER span continued from `traceparent`,
+/// the store's span, the access-log event.
+fn echo_request(headers: &http::HeaderMap) {
+    let span = http_span::server_span(&ServerRequest {
+        method: &Method::PUT,
+        route: Some(echo_operator::echo_api::ROUTE),
+        path: "/v1/echoes/default/bench",
+        version: Version::HTTP_11,
+        server_address: Some("echo-server"),
+        user_agent: Some("echo-operator/0.1.0 (bench)"),
+    });
+    let _ = span.set_parent(propagation::extract_from_headers(headers));
+    span.in_scope(|| {
+        let _store = tracing::info_span!("store write", echo.namespace = "default").entered();
+    });
+    http_span::record_status(&span, Side::Server, StatusCode::OK);
+    span.in_scope(|| tracing::info!(status = 200i64, "request answered"));
+}
+
+/// One CLIENT call inside a step span, as the operator makes them.
+fn call(step: &'static str, method: &Method, template: &str) {
+    let step = match step {
+        "add finalizer" => tracing::info_span!("add finalizer"),
+        "write status" => tracing::info_span!("write status"),
+        _ => tracing::info_span!("publish event", event.reason = "Reconciled"),
+    };
+    step.in_scope(|| {
+        let client = http_span::client_span(&ClientRequest {
+            method,
+            url_full: "https://10.96.0.1:443/apis/tracing.example.com/v1alpha1/namespaces/default/echoes/bench",
+            template: Some(template),
+            server_address: "10.96.0.1",
+            server_port: Some(443),
+            resend_count: 0,
+        });
+        http_span::record_status(&client, Side::Client, StatusCode::OK);
+    });
+}
+
+/// The operator's span work for one create: kube-runtime's span, the reconcile, the
+/// finalizer patch, the echo call, the status write and the Event, with their CLIENT spans.
+fn reconcile() {
+    let runtime = tracing::info_span!(
+        parent: None,
+        "reconciling object",
+        object.ref = "Echo.v1alpha1.tracing.example.com/bench.default",
+        object.reason = "object updated",
+    );
+    runtime.in_scope(|| {
+        let span = tracing::info_span!(
+            "reconcile",
+            otel.name = "reconcile Echo",
+            k8s.namespace.name = "default",
+            k8s.object.name = "bench",
+            k8s.object.generation = 1i64,
+            deleting = false,
+        );
+        span.in_scope(|| {
+            let echo_template = "/v1/echoes/{namespace}/{name}";
+            call(
+                "add finalizer",
+                &Method::PATCH,
+                "/apis/{group}/echoes/{name}",
+            );
+            let echo = http_span::client_span(&ClientRequest {
+                method: &Method::PUT,
+                url_full: "http://echo-server:8080/v1/echoes/default/bench",
+                template: Some(echo_template),
+                server_address: "echo-server",
+                server_port: Some(8080),
+                resend_count: 0,
+            });
+            http_span::record_status(&echo, Side::Client, StatusCode::OK);
+            drop(echo);
+            tracing::info!(reply = "echo: hello", "echo service answered");
+            call(
+                "write status",
+                &Method::PATCH,
+                "/apis/{group}/echoes/{name}/status",
+            );
+            call(
+                "publish event",
+                &Method::POST,
+                "/apis/events.k8s.io/v1/events",
+            );
+        });
+    });
+}
+
+fn config(json_logs: bool) -> TelemetryConfig {
+    TelemetryConfig {
+        json_logs,
+        ..TelemetryConfig::from_lookup("span-cost", |key| {
+            (key == "RUST_LOG").then(|| "info".to_owned())
+        })
+    }
+}
+
+/// Each row: a name, the configuration, the layers, and whether spans are exported.
+fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
+    let without = |change: fn(&mut Layers)| {
+        let mut layers = Layers::ALL;
+        change(&mut layers);
+        layers
+    };
+    vec![
+        ("full stack", config(false), Layers::ALL, true),
+        ("full stack, JSON logs", config(true), Layers::ALL, true),
+        ("recorded, not exported", config(false), Layers::ALL, false),
+        (
+            "without span counters",
+            config(false),
+            without(|l| l.counting = false),
+            true,
+        ),
+        (
+            "without ParentingLayer",
+            config(false),
+            without(|l| l.parenting = false),
+            true,
+        ),
+        (
+            "without the log layer",
+            config(false),
+            without(|l| l.log = false),
+            true,
+        ),
+        (
+            "without OpenTelemetry (logs only)",
+            config(false),
+            without(|l| l.otel = false),
+            true,
+        ),
+        (
+            "no layer (registry only)",
+            config(false),
+            without(|l| {
+                l.otel = false;
+                l.log = false;
+            }),
+            true,
+        ),
+    ]
+}
+
+fn span_cost(c: &mut Criterion) {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", http::HeaderValue::from_static(TRACEPARENT));
+    for (name, config, layers, exporting) in stacks() {
+        let resolver: Arc<dyn ParentResolver> = Arc::new(TraceLinks::default());
+        let exporter = exporting.then_some(Discard);
+        let built = stack::build(&config, Some(resolver), layers, exporter, std::io::sink);
+        tracing::dispatcher::with_default(&built.dispatch, || {
+            let mut group = c.benchmark_group(name);
+            group.bench_function("echo request (2 spans)", |b| {
+                b.iter(|| echo_request(black_box(&headers)))
+            });
+            group.bench_function("reconcile (9 spans)", |b| b.iter(reconcile));
+            group.finish();
+        });
+        if let Some(provider) = built.provider {
+            let _ = provider.shutdown();
+        }
+        let ended = built.counters.ended.get();
+        let exported = built.counters.exported.get();
+        if ended > exported {
+            eprintln!(
+                "{name}: {} of {ended} spans dropped by the full batch queue",
+                ended - exported
+            );
+        }
+    }
+}
+
+criterion_group!(benches, span_cost);
+criterion_main!(benches);
