@@ -11,11 +11,19 @@ from e2elib.ports import free_ports
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def jaeger_config():
-    """The Jaeger configuration from the ConfigMap in deploy/40-jaeger.yaml."""
+def jaeger_config(tail_sampling=True):
+    """The Jaeger configuration from the ConfigMap in deploy/40-jaeger.yaml; without its
+    tail_sampling processor for the benchmark, whose latencies must not include the wait."""
     for doc in yaml.safe_load_all((ROOT / "deploy" / "40-jaeger.yaml").read_text()):
         if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "jaeger-config":
-            return doc["data"]["config.yaml"]
+            text = doc["data"]["config.yaml"]
+            if tail_sampling:
+                return text
+            config = yaml.safe_load(text)
+            pipeline = config["service"]["pipelines"]["traces"]
+            pipeline["processors"] = [p for p in pipeline["processors"] if p != "tail_sampling"]
+            del config["processors"]["tail_sampling"]
+            return yaml.safe_dump(config, sort_keys=False)
     raise SystemExit("deploy/40-jaeger.yaml has no ConfigMap jaeger-config")
 
 
@@ -43,7 +51,7 @@ def main(argv):
     if command == "ports":
         print(" ".join(str(p) for p in free_ports(int(args[0]))))
     elif command == "jaeger-config":
-        print(jaeger_config(), end="")
+        print(jaeger_config(tail_sampling="--no-tail-sampling" not in args), end="")
     elif command == "tracing-config":
         print(tracing_config(args[0]), end="")
     elif command == "prometheus-config":

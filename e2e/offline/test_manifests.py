@@ -11,6 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from lib import render
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.37.0"
 MANIFESTS = sorted((ROOT / "crd").glob("*.yaml")) + sorted((ROOT / "deploy").glob("*.yaml"))
@@ -178,6 +180,26 @@ def test_jaeger_config_parses_and_wires_otlp_to_storage():
     pipeline = config["service"]["pipelines"]["traces"]
     assert pipeline["receivers"] == ["otlp"]
     assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] in config["extensions"]["jaeger_storage"]["backends"]
+    # Tail sampling runs in the traces pipeline, before the batch, and keeps every error.
+    assert pipeline["processors"][0] == "tail_sampling", pipeline
+    assert "tail_sampling" in config["processors"]
+    sampling = config["processors"]["tail_sampling"]
+    policies = {p["type"]: p for p in sampling["policies"]}
+    assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"], policies
+    assert policies["latency"]["latency"]["threshold_ms"] == 2000, policies
+    changed = [c for p in sampling["policies"] if p["type"] == "ottl_condition" for c in p["ottl_condition"]["span"]]
+    assert any('echo_operator.reconcile.writes"] != "none"' in c for c in changed), changed
+    assert policies["probabilistic"]["probabilistic"]["sampling_percentage"] == "${env:JAEGER_TAIL_SAMPLING_PERCENT:-5}"
+    assert sampling["decision_wait"] == "2s", "the demo's traces appear within seconds of Ready"
+
+
+def test_the_benchmarks_jaeger_has_no_tail_sampling():
+    """e2e/bench/run renders the same config without the processor: the benchmark's latency
+    must not include the decision wait."""
+    config = yaml.safe_load(render.jaeger_config(tail_sampling=False))
+    assert "tail_sampling" not in config["service"]["pipelines"]["traces"]["processors"]
+    assert "tail_sampling" not in config["processors"]
+    assert "E2E_JAEGER_TAIL_SAMPLING=0" in (ROOT / "e2e" / "bench" / "run").read_text()
 
 
 def test_dockerfile_passes_hadolint():
