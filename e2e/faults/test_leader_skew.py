@@ -66,9 +66,12 @@ def test_skewed_clocks_never_give_two_leaders(harness, kubectl, jaeger, namespac
         harness.start_operator(behind, env=skewed(libfaketime, f"-{SKEW}s"))
         eventually(f"{behind} leads", lambda: harness.leader() == behind, timeout=LEASE_SECONDS + 10)
         harness.start_operator(ahead, env=skewed(libfaketime, f"+{SKEW}s"))
-        # The skew is real: the leader writes renewTimes 20 s in the past.
-        lag = eventually("a renewTime from the skewed leader", lambda: renew_lag(kubectl),
-                         until=lambda lag: lag >= SKEW - 2, timeout=RETRY_SECONDS * 2 + 2)
+        # The skew is real: the leader writes renewTimes 20 s in the past (a renewTime 20 s
+        # ahead would be the follower's, which must not have taken the Lease).
+        lag = eventually("a renewTime from a skewed replica", lambda: renew_lag(kubectl),
+                         until=lambda lag: abs(lag) >= SKEW - 2, timeout=RETRY_SECONDS * 2 + 2)
+        assert harness.lease_holder() == behind, f"{ahead}, whose clock is ahead, took the Lease at once"
+        assert lag >= SKEW - 2, f"the leader's renewTime is {lag:.1f}s behind"
 
         # Objects created one by one for longer than two Leases' worth of the follower's checks.
         def create():
