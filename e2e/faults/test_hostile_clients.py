@@ -22,6 +22,8 @@ BATCH = 100
 # operator's health port the same).
 HEADER_TIMEOUT = 10
 MAX_CONNECTIONS = 256
+# The servers' listen backlog (tokio's): connections the kernel completes and queues.
+BACKLOG = 128
 RSS_GROWTH_KIB = 30 * 1024
 SERIES = "echo_server_request_duration_seconds"
 
@@ -63,9 +65,8 @@ def invented_methods(url, path, count, deadline):
 
 class Stalled:
     """`count` connections that each send the first half of a request and never finish it.
-    Connected without blocking: the servers accept 256 at once and the kernel queues 128 more
-    (their listen backlog); the kernel drops the SYNs of the rest, which retry (1 s, 3 s, 7 s,
-    15 s …) until the servers have timed the first ones out. A thread sends each its half
+    Connected without blocking (the kernel drops the SYNs of those past the server's slots and
+    listen backlog, and they retry until there is room). A thread sends each its half
     request as soon as it is connected, for at most `seconds`."""
 
     def __init__(self, url, count, seconds=40):
@@ -93,6 +94,13 @@ class Stalled:
                         self.sent += 1
                     except OSError:
                         pass
+
+    def wait_sent(self, count, timeout):
+        """Waits until `count` connections carry their half request; how many do."""
+        deadline = time.monotonic() + timeout
+        while self.sent < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.sent
 
     def close(self):
         self.deadline = 0
@@ -129,35 +137,39 @@ def test_hostile_clients_leave_both_servers_bounded_and_answering(harness):
     assert 'method="_OTHER"' in text, "invented methods are not counted as _OTHER"
     assert "INVENTED" not in text, "an invented method became a label value"
     assert len(series) <= 20, f"{len(series)} series of {SERIES}: {series[:10]}"
+    print(f"{len(series)} series of {SERIES}")
     assert "INVENTED" not in _get(harness.operator_urls[leader] + "/metrics")
 
-    stalled = []
-    try:
-        for name, (url, _) in servers.items():
-            stalled.append(Stalled(url, STALLED))
-        # A real request on each, made at once: the stalled connections hold the 256 slots
-        # and the 128 places of the accept queue, and the kernel drops the real request's SYN
-        # as it drops theirs. The servers close the first 256 after their 10 s header timeout,
-        # take the queued ones, and the real request gets in at its next SYN retry (15 s
-        # after it began) if not before; so it may wait more than one header timeout, and is
-        # bounded here by two and a few seconds.
-        bound = 2 * HEADER_TIMEOUT + 5
-        waited = {}
-        for name, (url, _) in servers.items():
-            waited[name] = timed(url + "/healthz", timeout=bound + 5)
-        rss_stalled = {name: harness.rss_kib(name) for name in servers}
-        body = json.dumps({"message": "still here"}).encode()
-        put = urllib.request.Request(f"{echo_url}/v1/echoes/hostile/real", data=body, method="PUT",
-                                     headers={"Content-Type": "application/json"})
-        waited["echo-server PUT"] = timed(put, timeout=bound + 5)
-        for stall in stalled:
+    # One server at a time: the stalled connections hold its 256 slots (time to get there
+    # allowed) and the 128 places of its accept queue (the listen backlog), and the kernel
+    # drops further SYNs, the real request's among them, which retry (1 s, 3 s, 7 s, 15 s).
+    # The server closes the first 256 at its 10 s header timeout and takes the queued ones;
+    # the real request gets in at its next SYN retry. So it waits about one header timeout
+    # (at least half of one, or the stall did not take hold), and is bounded here by two and
+    # a few seconds. A real PUT on the echo-server follows.
+    bound = 2 * HEADER_TIMEOUT + 5
+    waited, sent = {}, []
+    for name, (url, _) in servers.items():
+        stall = Stalled(url, STALLED)
+        try:
+            held = stall.wait_sent(MAX_CONNECTIONS + BACKLOG, timeout=10)
+            try:
+                waited[name] = timed(url + "/healthz", timeout=bound + 10)
+            except OSError as error:
+                raise AssertionError(f"a real request to {name} failed under the stall: {error!r}") from error
+            rss[name].append(harness.rss_kib(name))
+            if name == "echo-server":
+                body = json.dumps({"message": "still here"}).encode()
+                put = urllib.request.Request(f"{echo_url}/v1/echoes/hostile/real", data=body, method="PUT",
+                                             headers={"Content-Type": "application/json"})
+                waited["echo-server PUT"] = timed(put, timeout=bound)
             stall.thread.join(timeout=45)
-        sent = [stall.sent for stall in stalled]
-        for name in servers:
-            rss[name].append(max(rss_stalled[name], harness.rss_kib(name)))
-    finally:
-        for stall in stalled:
+            sent.append(stall.sent)
+            rss[name].append(harness.rss_kib(name))
+        finally:
             stall.close()
+        assert held >= MAX_CONNECTIONS + BACKLOG, f"{name}: only {held} stalled connections got in"
+        assert waited[name] >= HEADER_TIMEOUT / 2, f"{name}: the stall did not take hold ({waited[name]:.1f}s)"
     assert sent == [STALLED] * len(servers), f"half requests sent on {sent} of {STALLED} connections each"
     print(f"with {STALLED} stalled connections on each, real requests took "
           + ", ".join(f"{k} {v:.1f}s" for k, v in waited.items()))
