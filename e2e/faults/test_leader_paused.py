@@ -2,11 +2,12 @@
 other replica leads, and the resumed one, which still has reconciles in flight and watch
 events queued, writes nothing (its fence: every write checks its own deadline first)."""
 
+import datetime
 import time
 
 from e2elib.polling import eventually
 from faults.conftest import manifest
-from faults.harness import (LEASE_SECONDS, RETRY_SECONDS, StatusHistory, by_replica, echo_calls, other,
+from faults.harness import (POD_NAMES, LEASE_SECONDS, RETRY_SECONDS, StatusHistory, by_replica, echo_calls, other,
                             replica_of)
 
 OBJECTS = 4
@@ -34,7 +35,7 @@ def test_a_paused_leader_resumes_and_writes_nothing(harness, kubectl, jaeger, na
                    lambda: any((harness.stored_echo(namespace, n) or {}).get("message") == f"second {n}"
                                for n in names), timeout=30, interval=0.05)
         harness.proc("pause", leader)
-        paused_at = time.monotonic()
+        paused_at, paused_wall = time.monotonic(), time.time()
         try:
             # While it is stopped: generation 3 of every object, and new objects.
             for name in names:
@@ -78,5 +79,17 @@ def test_a_paused_leader_resumes_and_writes_nothing(harness, kubectl, jaeger, na
             if when > paused_at + 2 and leader in traces_of.get(trace_id, set()):
                 raise AssertionError(f"{name}'s status at generation {generation} was written by {leader}'s "
                                      f"trace {trace_id}, {when - resumed_at:+.1f}s from the resume")
+    # Nor an Event (they name the replica that reported them), from its own clock, which is true here.
+    pod = next(p for p, r in POD_NAMES.items() if r == leader)
+
+    def reported_at(event):
+        stamp = ((event.get("series") or {}).get("lastObservedTime") or event.get("eventTime")
+                 or event["metadata"]["creationTimestamp"])
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    events = kubectl.json("get", "events.events.k8s.io", "-n", namespace)["items"]
+    late_events = [(e["reason"], e["regarding"]["name"], reported_at(e) - paused_wall) for e in events
+                   if e.get("reportingInstance") == pod and reported_at(e) > paused_wall + 2]
+    assert not late_events, f"the resumed leader published Events: {late_events}"
     print(f"took over {took_over:.1f}s after the pause; {history.polls} status polls; "
           f"calls: {leader} {len(replicas[leader])}, {follower} {len(replicas[follower])}")
