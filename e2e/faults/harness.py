@@ -5,6 +5,8 @@ import json
 import os
 import re
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +19,17 @@ OPERATORS = ("operator", "operator-2")
 # POD_NAME of each replica, as e2e/up starts them; the Lease names its holder by it.
 POD_NAMES = {"echo-operator-e2e": "operator", "echo-operator-e2e-2": "operator-2"}
 LEASE = ("echo-tracing", "echo-operator")
+# Each replica's own TCP proxy to the API server (E2E_API_PROXY=1 in e2e/run --faults).
+API_PROXIES = {"operator": "api-proxy", "operator-2": "api-proxy-2"}
+# LEASE_DURATION_SECONDS in e2e/run --faults, and the retry period (a fifth of it): a follower
+# times the holder's Lease on its own clock from when it saw it, up to one retry period late.
+LEASE_SECONDS = 20
+RETRY_SECONDS = LEASE_SECONDS / 5
+ECHO_ROUTE = "PUT /v1/echoes/{namespace}/{name}"
+
+
+def other(name):
+    return next(o for o in OPERATORS if o != name)
 
 
 def _get(url, timeout=5):
@@ -34,10 +47,12 @@ class Harness:
 
     # Processes -------------------------------------------------------------------------
 
-    def proc(self, action, name):
+    def proc(self, action, name, env=None):
+        """e2e/lib/proc ACTION NAME; `env` reaches a started process (beside its recorded
+        command's own settings, which win)."""
         result = subprocess.run(
             [str(ROOT / "e2e" / "lib" / "proc"), action, name],
-            env=dict(os.environ, E2E_STATE_DIR=str(self.state)),
+            env=dict(os.environ, E2E_STATE_DIR=str(self.state), **(env or {})),
             capture_output=True, text=True, timeout=60,
         )
         assert result.returncode == 0 or action == "pid", f"proc {action} {name}: {result.stderr}"
@@ -52,8 +67,8 @@ class Harness:
         status = Path(f"/proc/{self.pid(name)}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)[1])
 
-    def start_operator(self, name):
-        self.proc("start", name)
+    def start_operator(self, name, env=None):
+        self.proc("start", name, env)
         eventually(f"{name} ready", lambda: self._ready(name), timeout=60)
 
     def _ready(self, name):
@@ -91,3 +106,97 @@ class Harness:
             if error.code == 404:
                 return None
             raise
+
+
+# What the echo service saw ---------------------------------------------------------------
+
+def replica_of(span):
+    """The operator replica that made the call, from the User-Agent the echo-server recorded."""
+    agent = span.tags.get("user_agent.original", "")
+    replica = next((POD_NAMES[p] for p in POD_NAMES if agent.endswith(f"({p})")), None)
+    assert replica, f"no replica named in the User-Agent {agent!r}"
+    return replica
+
+
+def echo_calls(jaeger, namespace, names):
+    """Every PUT the echo-server served for these objects, as (trace id, span), once a
+    successful one for each object is in Jaeger (the echo-server exports in batches)."""
+    paths = {f"/v1/echoes/{namespace}/{name}" for name in names}
+
+    def fetch():
+        found = {}
+        for path in paths:
+            traces = jaeger.search("echo-server", ECHO_ROUTE, lookback_us=900_000_000, tags={"url.path": path})
+            found.update({s.span_id: (t.trace_id, s) for t in traces
+                          for s in t.find("echo-server", ECHO_ROUTE, kind="server")})
+        return list(found.values())
+
+    return jaeger.wait_for("the echo service's calls for every object", fetch,
+                           lambda calls: {s.tags["url.path"] for _, s in calls
+                                          if int(s.tags.get("http.response.status_code", 0)) == 200} >= paths)
+
+
+def by_replica(calls):
+    found = {}
+    for _, span in calls:
+        found.setdefault(replica_of(span), []).append(span)
+    return found
+
+
+def assert_no_overlap(calls):
+    """No two replicas' calls to the echo service overlap in time: sorted by start, each
+    replica's run of calls ends before the next replica's run begins."""
+    spans = sorted((s for _, s in calls), key=lambda s: s.start_us)
+    runs = []  # [replica, first start, last end]
+    for span in spans:
+        replica, end = replica_of(span), span.start_us + span.duration_us
+        if runs and runs[-1][0] == replica:
+            runs[-1][2] = max(runs[-1][2], end)
+        else:
+            runs.append([replica, span.start_us, end])
+    for before, after in zip(runs, runs[1:]):
+        assert before[2] <= after[1], (
+            f"{before[0]} called the echo service until {before[2]} µs, after {after[0]} began at {after[1]} µs"
+        )
+    return runs
+
+
+class StatusHistory:
+    """Polls every Echo of a namespace in the background and keeps each change of
+    (observedGeneration, traceId), with when it was seen."""
+
+    def __init__(self, kubectl, namespace, interval=0.2):
+        self.kubectl, self.namespace, self.interval = kubectl, namespace, interval
+        self.seen = {}  # name -> [(monotonic time, generation, observedGeneration, traceId)]
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self):
+        while not self._stop.is_set():
+            result = self.kubectl.run("get", "echoes.tracing.example.com", "-n", self.namespace, "-o", "json",
+                                      check=False)
+            now = time.monotonic()
+            if result.returncode == 0:
+                self.polls += 1
+                for echo in json.loads(result.stdout)["items"]:
+                    status = echo.get("status") or {}
+                    entry = (now, echo["metadata"]["generation"], status.get("observedGeneration"),
+                             status.get("traceId"))
+                    history = self.seen.setdefault(echo["metadata"]["name"], [])
+                    if not history or history[-1][2:] != entry[2:]:
+                        history.append(entry)
+            self._stop.wait(self.interval)
+
+    def assert_never_backwards(self):
+        for name, history in self.seen.items():
+            observed = [h[2] for h in history if h[2] is not None]
+            assert observed == sorted(observed), f"{name}: observedGeneration went backwards: {history}"
