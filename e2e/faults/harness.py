@@ -4,6 +4,7 @@ processes (through e2e/lib/proc), read the operators' metrics and the echo servi
 import json
 import os
 import re
+import shlex
 import subprocess
 import threading
 import time
@@ -67,9 +68,26 @@ class Harness:
         status = Path(f"/proc/{self.pid(name)}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)[1])
 
-    def start_operator(self, name, env=None):
-        self.proc("start", name, env)
-        eventually(f"{name} ready", lambda: self._ready(name), timeout=60)
+    def start_operator(self, name, env=None, args=()):
+        """Starts a replica and waits until it is ready; `args` are added to its recorded
+        command line for this start only (flags win over the command's own environment)."""
+        command = self.state / "cmd" / name
+        recorded = command.read_text()
+        if args:
+            command.write_text(recorded.rstrip("\n") + "".join(f" {shlex.quote(a)}" for a in args) + "\n")
+        try:
+            self.proc("start", name, env)
+            eventually(f"{name} ready", lambda: self._ready(name), timeout=60)
+        finally:
+            command.write_text(recorded)
+
+    def restart_operators(self, env=None, args=()):
+        """Both replicas stopped, then started again with `env` and `args` (none: as
+        recorded)."""
+        for name in OPERATORS:
+            self.proc("stop", name)
+        for name in OPERATORS:
+            self.start_operator(name, env, args)
 
     def _ready(self, name):
         try:

@@ -17,7 +17,7 @@ import pytest
 
 from e2elib.polling import eventually
 from faults.conftest import manifest
-from faults.harness import (LEASE, LEASE_SECONDS, OPERATORS, RETRY_SECONDS, assert_no_overlap, by_replica,
+from faults.harness import (LEASE, LEASE_SECONDS, RETRY_SECONDS, assert_no_overlap, by_replica,
                             echo_calls, other)
 
 SKEW = 20
@@ -101,10 +101,7 @@ def test_skewed_clocks_never_give_two_leaders(harness, kubectl, jaeger, namespac
         ahead_lag = renew_lag(kubectl)
     finally:
         # Back to true clocks for the tests that follow.
-        for name in OPERATORS:
-            harness.proc("stop", name)
-        for name in OPERATORS:
-            harness.start_operator(name)
+        harness.restart_operators()
 
     print(f"leader's renewTime {lag:.1f}s behind, the new leader's {-ahead_lag:.1f}s ahead; failover {failover:.1f}s")
     assert ahead_lag <= -(SKEW - 2), f"the new leader's clock is not ahead (renewTime lag {ahead_lag:.1f}s)"
