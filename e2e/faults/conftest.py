@@ -34,6 +34,19 @@ def harness(kubectl):
 
 
 @pytest.fixture
+def operators_with(harness):
+    """Restarts both replicas with other settings (`env`, extra `args`; `ready=False` does
+    not wait for them to be ready); puts back the recorded ones after the test."""
+    def restart(env=None, args=(), ready=True):
+        harness.restart_operators(env, args, ready)
+        harness.leader()
+
+    yield restart
+    harness.release_api()
+    harness.restart_operators()
+
+
+@pytest.fixture
 def namespace(kubectl):
     """A namespace of the test's own, deleted afterwards with whatever is left in it."""
     name = f"fault-{secrets.token_hex(4)}"

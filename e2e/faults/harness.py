@@ -68,26 +68,29 @@ class Harness:
         status = Path(f"/proc/{self.pid(name)}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)[1])
 
-    def start_operator(self, name, env=None, args=()):
-        """Starts a replica and waits until it is ready; `args` are added to its recorded
-        command line for this start only (flags win over the command's own environment)."""
+    def start_operator(self, name, env=None, args=(), ready=True):
+        """Starts a replica and (with `ready`) waits until it is ready; `args` are added to
+        its recorded command line for this start only (flags win over the command's own
+        environment)."""
         command = self.state / "cmd" / name
         recorded = command.read_text()
         if args:
             command.write_text(recorded.rstrip("\n") + "".join(f" {shlex.quote(a)}" for a in args) + "\n")
         try:
             self.proc("start", name, env)
-            eventually(f"{name} ready", lambda: self._ready(name), timeout=60)
+            eventually(f"{name} answering", lambda: self.healthz(name) is not None, timeout=60)
         finally:
             command.write_text(recorded)
+        if ready:
+            eventually(f"{name} ready", lambda: self._ready(name), timeout=60)
 
-    def restart_operators(self, env=None, args=()):
+    def restart_operators(self, env=None, args=(), ready=True):
         """Both replicas stopped, then started again with `env` and `args` (none: as
         recorded)."""
         for name in OPERATORS:
             self.proc("stop", name)
         for name in OPERATORS:
-            self.start_operator(name, env, args)
+            self.start_operator(name, env, args, ready)
 
     def _ready(self, name):
         try:
@@ -113,6 +116,36 @@ class Harness:
                 return holder
             return None
         return eventually("a leader", current, timeout=timeout)
+
+    # The API server, as each replica's api-proxy sees it ---------------------------------
+
+    def api_requests(self, replica):
+        """Every request the replica sent to the API server, oldest first: dicts of method,
+        path, headers (and `stalled` for those held)."""
+        record = self.state / "logs" / f"{API_PROXIES[replica]}.requests.jsonl"
+        if not record.exists():
+            return []
+        return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+
+    def stall_api(self, pattern):
+        """Both api-proxies hold every request whose "METHOD path?query" matches `pattern`
+        until release_api()."""
+        for proxy in API_PROXIES.values():
+            (self.state / f"{proxy}.stall").write_text(pattern)
+
+    def release_api(self):
+        for proxy in API_PROXIES.values():
+            (self.state / f"{proxy}.stall").unlink(missing_ok=True)
+
+    def healthz(self, name):
+        """The replica's liveness answer: its status code, or None when it does not answer."""
+        try:
+            with urllib.request.urlopen(self.operator_urls[name] + "/healthz", timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return None
 
     # Echo service ----------------------------------------------------------------------
 

@@ -11,8 +11,6 @@ import json
 import secrets
 import time
 
-import pytest
-
 from e2elib.polling import eventually
 from faults.conftest import manifest, ready
 from faults.harness import ECHO_ROUTE
@@ -31,17 +29,6 @@ RATIO = "0.1"
 RESYNC_SECONDS = 10
 # A span reaches Jaeger within the batch delay (0.5 s here) and Jaeger's own write.
 EXPORT_SECONDS = 5
-
-
-@pytest.fixture
-def operators_at(harness):
-    """Restarts both replicas with the given settings; puts back the recorded ones after."""
-    def restart(env=None, args=()):
-        harness.restart_operators(env, args)
-        harness.leader()
-
-    yield restart
-    harness.restart_operators()
 
 
 def annotated(namespace, name, sampled):
@@ -70,8 +57,8 @@ def object_spans(jaeger, namespace, name):
 
 
 def test_at_ratio_0_1_a_sampled_change_keeps_every_retry_and_an_unsampled_one_leaves_nothing(
-        harness, kubectl, jaeger, namespace, operators_at):
-    operators_at(env={"OTEL_TRACES_SAMPLER": "parentbased_linked_traceidratio", "OTEL_TRACES_SAMPLER_ARG": RATIO})
+        harness, kubectl, jaeger, namespace, operators_with):
+    operators_with(env={"OTEL_TRACES_SAMPLER": "parentbased_linked_traceidratio", "OTEL_TRACES_SAMPLER_ARG": RATIO})
     kubectl.apply(stdin=annotated(namespace, "sampled", sampled=True))
     kubectl.apply(stdin=annotated(namespace, "unsampled", sampled=False))
     for name in ("sampled", "unsampled"):
@@ -103,8 +90,8 @@ def test_at_ratio_0_1_a_sampled_change_keeps_every_retry_and_an_unsampled_one_le
     assert not reconciles and not puts, f"an unsampled change left spans: {reconciles} {puts}"
 
 
-def test_an_idle_resync_records_that_it_wrote_nothing(harness, kubectl, jaeger, namespace, operators_at):
-    operators_at(args=("--resync-seconds", str(RESYNC_SECONDS)))
+def test_an_idle_resync_records_that_it_wrote_nothing(harness, kubectl, jaeger, namespace, operators_with):
+    operators_with(args=("--resync-seconds", str(RESYNC_SECONDS)))
     kubectl.apply(stdin=manifest(namespace, "idle"))
     echo = kubectl.wait_ready(namespace, "idle", timeout=60)
     assert ready(echo) == ("True", "Reconciled"), echo["status"]
