@@ -44,7 +44,7 @@ def object_spans(jaeger, namespace, name):
     path = f"/v1/echoes/{namespace}/{name}"
     ours = {"k8s.object.name": name, "k8s.namespace.name": namespace}
     reconciles = {
-        s.span_id: (t.trace_id, s)
+        s.span_id: (t, s)
         for t in jaeger.search(OPERATOR, "reconcile Echo", lookback_us=900_000_000, tags=ours)
         for s in t.find(OPERATOR, "reconcile Echo", **ours)
     }
@@ -78,10 +78,13 @@ def test_at_ratio_0_1_a_sampled_change_keeps_every_retry_and_an_unsampled_one_le
     assert results[:3] == ["error", "error", "success"], results
     triggers = [s.tags[TRIGGER] for _, s in reconciles]
     assert triggers[:3] == ["watch_event", "error_retry", "error_retry"], triggers
-    # Each retry is a trace of its own that links to the reconcile before it.
-    for (before_trace, before), (trace_id, retry) in zip(reconciles, reconciles[1:3]):
-        assert trace_id != before_trace, "a retry starts a new trace"
-        assert (before_trace, before.span_id) in retry.links, f"{retry} does not link to {before}: {retry.links}"
+    # Each retry is a trace of its own whose root, kube-runtime's span, links to the reconcile
+    # before it.
+    for (before_trace, before), (trace, _) in zip(reconciles, reconciles[1:3]):
+        assert trace.trace_id != before_trace.trace_id, "a retry starts a new trace"
+        root = trace.one(OPERATOR, "reconciling object")
+        assert root.parent_id is None, root
+        assert (before_trace.trace_id, before.span_id) in root.links, f"{root} does not link to {before}: {root.links}"
 
     # Unsampled: nothing, from either process, though it failed and was retried as often.
     assert harness.stored_echo(namespace, "unsampled"), "the unsampled object's echo entry is missing"
@@ -106,5 +109,5 @@ def test_an_idle_resync_records_that_it_wrote_nothing(harness, kubectl, jaeger, 
     assert tags[WRITES] == "none", tags
     assert int(tags[ECHO_ATTEMPTS]) == 1, tags
     assert "error.type" not in tags, tags
-    after = eventually("the object after its resync", lambda: kubectl.echo(namespace, "idle"))
+    after = eventually("the object after its resync", lambda: kubectl.echo(namespace, "idle"), timeout=10)
     assert after["metadata"]["resourceVersion"] == echo["metadata"]["resourceVersion"], "the resync wrote the object"
