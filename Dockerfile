@@ -6,6 +6,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The manifest declares the span-cost benchmark: cargo wants its file even for --bin builds.
+COPY benches ./benches
 # Cache mounts keep the registry and target directory between builds (Tilt rebuilds often);
 # the binaries are copied out because the cache is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

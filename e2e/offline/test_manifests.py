@@ -1,9 +1,11 @@
 """Offline validation of everything under crd/ and deploy/, and of the Dockerfile."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -213,3 +215,30 @@ def test_dockerfile_passes_hadolint():
 def test_dockerignore_keeps_target_out():
     lines = (ROOT / ".dockerignore").read_text().split()
     assert "*" in lines and "!target" not in " ".join(lines)
+
+
+def image_build_context():
+    """What each description of the image's build context lets in: .dockerignore's allowlist,
+    the build stage's COPY lines, the Tiltfile's `only`."""
+    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().split() if line.startswith("!")}
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            copied.update(source.rstrip("/") for source in line.split()[1:-1])
+    tilt = re.search(r"RUST_SOURCES = \[([^\]]*)\]", (ROOT / "Tiltfile").read_text())
+    assert tilt, "the Tiltfile names its build context in RUST_SOURCES"
+    return allowed, copied, set(re.findall(r"'([^']+)'", tilt.group(1)))
+
+
+def test_the_image_build_context_holds_every_target_cargo_declares():
+    """cargo reads every declared target of the manifest, even for `--bin`: a [[bench]] whose
+    file is left out of the context fails the image build (Tilt's and the node mode's)."""
+    manifest = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    needed = {"Cargo.toml", "Cargo.lock", "src"}
+    for kind, folder in (("bin", "src/bin"), ("bench", "benches"), ("test", "tests"), ("example", "examples")):
+        for target in manifest.get(kind, []):
+            needed.add((target.get("path") or f"{folder}/{target['name']}.rs").split("/")[0])
+    allowed, copied, tilt = image_build_context()
+    assert allowed == needed, f".dockerignore lets in {sorted(allowed)}, the build needs {sorted(needed)}"
+    assert copied == needed, f"the Dockerfile copies {sorted(copied)}, the build needs {sorted(needed)}"
+    assert tilt == needed, f"the Tiltfile's only= holds {sorted(tilt)}, the build needs {sorted(needed)}"
