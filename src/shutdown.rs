@@ -2,7 +2,7 @@
 //! after which work still running is abandoned.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Resolves on SIGTERM (what Kubernetes sends) or ctrl-c (SIGINT).
 ///
@@ -77,17 +77,17 @@ pub fn exit_on_second_signal() {
 }
 
 /// A shutdown signal many tasks can wait for: resolves for every waiter once `signal`
-/// (usually [`signal`]) has resolved.
+/// (usually [`signal`]) has resolved, and remembers when that was.
 #[derive(Clone)]
-pub struct Stop(tokio::sync::watch::Receiver<bool>);
+pub struct Stop(tokio::sync::watch::Receiver<Option<Instant>>);
 
 impl Stop {
     /// Starts waiting for `signal` on a task of its own.
     pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Self {
-        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (tx, rx) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             signal.await;
-            let _ = tx.send(true);
+            let _ = tx.send(Some(Instant::now()));
         });
         Self(rx)
     }
@@ -97,10 +97,15 @@ impl Stop {
         let mut rx = self.0.clone();
         async move {
             // An error means the sender is gone without a signal: then it never comes.
-            if rx.wait_for(|stopped| *stopped).await.is_err() {
+            if rx.wait_for(Option::is_some).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// When the signal came, if it has.
+    pub fn since(&self) -> Option<Instant> {
+        *self.0.borrow()
     }
 }
 

@@ -13,7 +13,7 @@ use echo_operator::operator::calls::api_tracing::ApiTracingLayer;
 use echo_operator::operator::calls::bounded::BoundUnlessWatchLayer;
 use echo_operator::operator::calls::echo_client::RetryConfig;
 use echo_operator::operator::process::health::{self, Readiness};
-use echo_operator::operator::process::leader::{Election, Fence, LeaseConfig};
+use echo_operator::operator::process::leader::{self, Election, Fence, LeaseConfig};
 use echo_operator::operator::process::metrics::Metrics;
 use echo_operator::operator::watch::trace_links::TraceLinks;
 use echo_operator::operator::{self, LoopConfig, Settings};
@@ -312,9 +312,12 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     };
     let watch = || watcher(api.clone(), watcher::Config::default()).default_backoff();
     let roles = election.roles();
-    operator::run_while_leading(roles, watch, ctx, args.loop_config(), readiness, stop).await;
+    let (loop_config, signalled) = (args.loop_config(), stop.clone());
+    let grace = loop_config.shutdown_grace;
+    operator::run_while_leading(roles, watch, ctx, loop_config, readiness, stop).await;
     // Only now, with no reconcile left running, may another replica take over.
-    election.stop().await;
+    let budget = leader::release_budget(signalled.since(), grace);
+    election.stop(budget).await;
     tracing::info!("operator stopped");
     Ok(())
 }

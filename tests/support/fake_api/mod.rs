@@ -49,10 +49,17 @@ impl Recorded {
 pub type WatchSender =
     futures::channel::mpsc::UnboundedSender<Result<watcher::Event<Echo>, watcher::Error>>;
 
+/// How a request the test singled out is held before the fake answers it.
+#[derive(Clone, Copy, Debug)]
+enum Hold {
+    Forever,
+    For(Duration),
+}
+
 #[derive(Default)]
 struct State {
-    /// Requests whose method and path suffix match are recorded and never answered.
-    hang: Option<(String, String)>,
+    /// Requests whose method and path suffix match are recorded, then held as it says.
+    hold: Option<(String, String, Hold)>,
     objects: HashMap<(String, String), Value>,
     /// coordination.k8s.io Leases, by namespace and name.
     leases: HashMap<(String, String), Value>,
@@ -100,7 +107,24 @@ impl FakeApi {
     /// Makes every later `method` request to a path ending in `suffix` hang forever, like
     /// an API server whose connection stays open without an answer.
     pub fn hang_on(&self, method: &str, suffix: &str) {
-        self.state.lock().expect("lock").hang = Some((method.to_owned(), suffix.to_owned()));
+        self.hold_on(method, suffix, Hold::Forever);
+    }
+
+    /// Makes every later `method` request to a path ending in `suffix` wait `delay` before
+    /// it is carried out and answered, like a slow API server.
+    pub fn slow_on(&self, method: &str, suffix: &str, delay: Duration) {
+        self.hold_on(method, suffix, Hold::For(delay));
+    }
+
+    fn hold_on(&self, method: &str, suffix: &str, hold: Hold) {
+        self.state.lock().expect("lock").hold = Some((method.to_owned(), suffix.to_owned(), hold));
+    }
+
+    /// Who holds the Lease `namespace/name` now, if anyone.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        let state = self.state.lock().expect("lock");
+        let lease = state.leases.get(&(namespace.to_owned(), name.to_owned()))?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
     }
 
     /// Stores `echo` and announces it, like `kubectl apply`.

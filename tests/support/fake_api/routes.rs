@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use super::{Recorded, State, echoes, leases};
+use super::{Hold, Recorded, State, echoes, leases};
 
 pub(super) async fn handle(state: &Mutex<State>, request: Request<Body>) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -24,20 +24,22 @@ pub(super) async fn handle(state: &Mutex<State>, request: Request<Body>) -> Resp
         .to_owned();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let path = parts.uri.path().to_owned();
-    if record(state, &parts, &path, &content_type, &body) {
-        return std::future::pending().await;
+    match record(state, &parts, &path, &content_type, &body) {
+        Some(Hold::Forever) => return std::future::pending().await,
+        Some(Hold::For(delay)) => tokio::time::sleep(delay).await,
+        None => {}
     }
     respond(state, parts.method.as_str(), &path, &content_type, body)
 }
 
-/// Records the request; true when it is one the test wants left unanswered.
+/// Records the request; how to hold it when it is one the test singled out.
 fn record(
     state: &Mutex<State>,
     parts: &http::request::Parts,
     path: &str,
     content_type: &str,
     body: &Value,
-) -> bool {
+) -> Option<Hold> {
     let mut state = state.lock().expect("lock");
     state.requests.push(Recorded {
         method: parts.method.to_string(),
@@ -59,9 +61,10 @@ fn record(
         body: body.clone(),
     });
     state
-        .hang
+        .hold
         .as_ref()
-        .is_some_and(|(method, suffix)| parts.method == method.as_str() && path.ends_with(suffix))
+        .filter(|(method, suffix, _)| parts.method == method.as_str() && path.ends_with(suffix))
+        .map(|(_, _, hold)| *hold)
 }
 
 /// Routes by path to the resource the fake keeps: Echoes, Events (accepted, not kept) and

@@ -137,9 +137,19 @@ impl LeaseError {
     }
 }
 
-/// How long a stopping leader may spend releasing the lease; past it a follower takes over
-/// once the lease expires.
-const RELEASE_BUDGET: Duration = Duration::from_secs(3);
+/// The least a stopping leader may spend releasing the lease, even when the reconciles used
+/// up the whole shutdown grace; past its budget a follower takes over once the lease expires.
+pub const MIN_RELEASE_BUDGET: Duration = Duration::from_secs(3);
+
+/// How long a leader that received its shutdown signal at `signalled` may spend releasing
+/// the lease: what the reconciles left of the shutdown `grace`, and never less than
+/// [`MIN_RELEASE_BUDGET`]. A slow API server then delays a hand-over instead of cutting it
+/// short (which would leave a follower waiting out a whole lease), and the process stays
+/// within `grace` + the minimum + its span flush (the pod's termination grace covers that).
+pub fn release_budget(signalled: Option<std::time::Instant>, grace: Duration) -> Duration {
+    let used = signalled.map_or(Duration::ZERO, |at| at.elapsed());
+    grace.saturating_sub(used).max(MIN_RELEASE_BUDGET)
+}
 
 /// This replica's part in the election: a campaign on a task of its own, or none for a
 /// single replica that always leads.
@@ -193,12 +203,17 @@ impl Election {
         self.problems_tx.subscribe()
     }
 
-    /// Stops campaigning and releases the lease, so a follower takes over at once. Call it
-    /// only once no reconcile runs any more.
-    pub async fn stop(self) {
+    /// Stops campaigning and releases the lease within `budget` (see [`release_budget`]), so
+    /// a follower takes over at once. Call it only once no reconcile runs any more.
+    pub async fn stop(self, budget: Duration) {
         if let Some((stop_tx, task)) = self.campaign {
             let _ = stop_tx.send(());
-            let _ = tokio::time::timeout(RELEASE_BUDGET, task).await;
+            if tokio::time::timeout(budget, task).await.is_err() {
+                tracing::warn!(
+                    budget_ms = i64::try_from(budget.as_millis()).unwrap_or(i64::MAX),
+                    "the lease was not released in time; a follower takes over once it expires"
+                );
+            }
         }
     }
 }
