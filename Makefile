@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config e2e faults bench bench-spans bench-smoke node node-or-skip up down
+.PHONY: test lint unit offline kind-config kind-smoke e2e faults bench bench-spans bench-smoke node node-or-skip up down
 
 VENV := target/venv
 
@@ -7,8 +7,8 @@ VENV := target/venv
 ## the kind config rendered by kind's own code, then the end-to-end run on a real API server
 ## and a real Jaeger on loopback, the fault tests on a harness of their own, the
 ## benchmark's smoke run (it fails on a failure or an incomplete trace, never on a timing),
-## and the node mode (as root; skipped loudly otherwise).
-test: lint unit offline kind-config e2e faults bench-smoke node-or-skip
+## the node mode, and the first check of the kind mode (both as root; skipped loudly otherwise).
+test: lint unit offline kind-config e2e faults bench-smoke node-or-skip kind-smoke
 
 ## Unused direct dependencies fail the lint too (cargo-machete, installed once from crates.io).
 lint:
@@ -23,6 +23,12 @@ unit:
 ## The kind cluster config rendered with the code of each supported kind release.
 kind-config:
 	e2e/kind-config/check
+
+## Whether a kind node can start here (docs/kind-plan.md, step 2): `docker run --privileged`
+## and `docker exec --privileged` through e2e/kind/runc-no-sys-resource, and systemd 257
+## (kind's Debian trixie) booting as PID 1 with kind's flags. As root; skipped loudly otherwise.
+kind-smoke:
+	e2e/kind/smoke --or-skip
 
 e2e:
 	e2e/run
