@@ -1,14 +1,14 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config kind-smoke e2e faults bench bench-spans bench-smoke node node-or-skip up down
+.PHONY: test lint unit offline kind-config tilt-check kind-smoke e2e faults bench bench-spans bench-smoke node node-or-skip up down
 
 VENV := target/venv
 
 ## Every test: formatting, lints, Rust tests, offline manifest/Tiltfile/Dockerfile checks,
-## the kind config rendered by kind's own code, then the end-to-end run on a real API server
+## the kind config rendered by kind's own code, the Tiltfile as Tilt reads it, then the end-to-end run on a real API server
 ## and a real Jaeger on loopback, the fault tests on a harness of their own, the
 ## benchmark's smoke run (it fails on a failure or an incomplete trace, never on a timing),
 ## the node mode, and the first check of the kind mode (both as root; skipped loudly otherwise).
-test: lint unit offline kind-config e2e faults bench-smoke node-or-skip kind-smoke
+test: lint unit offline kind-config tilt-check e2e faults bench-smoke node-or-skip kind-smoke
 
 ## Unused direct dependencies fail the lint too (cargo-machete, installed once from crates.io).
 lint:
@@ -23,6 +23,12 @@ unit:
 ## The kind cluster config rendered with the code of each supported kind release.
 kind-config:
 	e2e/kind-config/check
+
+## The Tiltfile as Tilt v0.37.6 itself reads it, built (once, cached in target/e2e-bin) from
+## ../shared/tools/tilt: resources, their order, the buttons, the images, the kind-only guard.
+tilt-check: $(VENV)/.installed
+	e2e/lib/build-tools --kind
+	$(VENV)/bin/python -m pytest -q e2e/kind
 
 ## Whether a kind node can start here (docs/kind-plan.md, step 2): `docker run --privileged`
 ## and `docker exec --privileged` through e2e/kind/runc-no-sys-resource, and systemd 257
