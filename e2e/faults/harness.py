@@ -212,14 +212,11 @@ def assert_no_overlap(calls):
     return runs
 
 
-class StatusHistory:
-    """Polls every Echo of a namespace in the background and keeps each change of
-    (observedGeneration, traceId), with when it was seen."""
+class Poller:
+    """Calls poll() every `interval` seconds on a thread of its own, inside a `with` block."""
 
-    def __init__(self, kubectl, namespace, interval=0.2):
-        self.kubectl, self.namespace, self.interval = kubectl, namespace, interval
-        self.seen = {}  # name -> [(monotonic time, generation, observedGeneration, traceId)]
-        self.polls = 0
+    def __init__(self, interval):
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -233,19 +230,36 @@ class StatusHistory:
 
     def _run(self):
         while not self._stop.is_set():
-            result = self.kubectl.run("get", "echoes.tracing.example.com", "-n", self.namespace, "-o", "json",
-                                      check=False)
-            now = time.monotonic()
-            if result.returncode == 0:
-                self.polls += 1
-                for echo in json.loads(result.stdout)["items"]:
-                    status = echo.get("status") or {}
-                    entry = (now, echo["metadata"]["generation"], status.get("observedGeneration"),
-                             status.get("traceId"))
-                    history = self.seen.setdefault(echo["metadata"]["name"], [])
-                    if not history or history[-1][2:] != entry[2:]:
-                        history.append(entry)
+            self.poll()
             self._stop.wait(self.interval)
+
+    def poll(self):
+        raise NotImplementedError
+
+
+class StatusHistory(Poller):
+    """Polls every Echo of a namespace in the background and keeps each change of
+    (observedGeneration, traceId), with when it was seen."""
+
+    def __init__(self, kubectl, namespace, interval=0.2):
+        super().__init__(interval)
+        self.kubectl, self.namespace = kubectl, namespace
+        self.seen = {}  # name -> [(monotonic time, generation, observedGeneration, traceId)]
+        self.polls = 0
+
+    def poll(self):
+        result = self.kubectl.run("get", "echoes.tracing.example.com", "-n", self.namespace, "-o", "json",
+                                  check=False)
+        now = time.monotonic()
+        if result.returncode != 0:
+            return
+        self.polls += 1
+        for echo in json.loads(result.stdout)["items"]:
+            status = echo.get("status") or {}
+            entry = (now, echo["metadata"]["generation"], status.get("observedGeneration"), status.get("traceId"))
+            history = self.seen.setdefault(echo["metadata"]["name"], [])
+            if not history or history[-1][2:] != entry[2:]:
+                history.append(entry)
 
     def assert_never_backwards(self):
         for name, history in self.seen.items():

@@ -1,4 +1,4 @@
-"""Only the leader cut off from the API server (its own TCP proxy stopped, or paused: a
+"""Only the leader cut off from the API server (its own api-proxy stopped, or paused: a
 blackhole where connections hang), while objects are created: it steps down on its own
 deadline before the other replica takes over, the two never lead or call the echo service at
 once, and every object converges."""
@@ -10,18 +10,17 @@ import pytest
 
 from e2elib.polling import eventually
 from faults.conftest import manifest
-from faults.harness import (API_PROXIES, LEASE_SECONDS, RETRY_SECONDS, assert_no_overlap, by_replica, echo_calls,
-                            other)
+from faults.harness import (API_PROXIES, LEASE_SECONDS, RETRY_SECONDS, Poller, assert_no_overlap, by_replica,
+                            echo_calls, other)
 
 
-class Roles:
+class Roles(Poller):
     """Samples both replicas' `echo_operator_leader` gauges in the background."""
 
     def __init__(self, harness, interval=0.1):
-        self.harness, self.interval = harness, interval
+        super().__init__(interval)
+        self.harness = harness
         self.samples = []  # (monotonic time, {replica: gauge or None})
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _gauge(self, name):
         try:
@@ -29,18 +28,8 @@ class Roles:
         except OSError:
             return None
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), {n: self._gauge(n) for n in API_PROXIES}))
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self._stop.set()
-        self._thread.join(timeout=30)
+    def poll(self):
+        self.samples.append((time.monotonic(), {n: self._gauge(n) for n in API_PROXIES}))
 
     def first(self, name, value, after):
         return next((t for t, gauges in self.samples if t >= after and gauges[name] == value), None)

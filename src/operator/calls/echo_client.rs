@@ -4,7 +4,6 @@
 //! CLIENT span inside the reconcile's trace, and each attempt carries its own `traceparent`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -13,7 +12,7 @@ use reqwest_retry::RetryTransientMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_tracing::TracingMiddleware;
 
-use super::echo_span::{EchoSpanBackend, UrlTemplate};
+use super::echo_span::{AttemptCounter, EchoSpanBackend, UrlTemplate};
 use crate::crd::EchoSpec;
 use crate::echo_api::{self, EchoReply, EchoRequest, MAX_REPLY_BYTES};
 use crate::operator::process::metrics::Metrics;
@@ -38,21 +37,6 @@ impl Default for RetryConfig {
             // The echo service may be asked to wait up to 10 s before it answers.
             attempt_timeout: Duration::from_secs(15),
         }
-    }
-}
-
-/// Counts the attempts of the calls it is handed to, resends included: the retry middleware
-/// hands a request's extensions to each attempt, and [`EchoSpanBackend`] counts it here.
-#[derive(Clone, Debug, Default)]
-pub struct AttemptCounter(Arc<AtomicU32>);
-
-impl AttemptCounter {
-    pub(crate) fn count_one(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
     }
 }
 

@@ -4,17 +4,34 @@
 //! reqwest-tracing's own backends record the status code and port through `Display` or as
 //! `u16`, which tracing-opentelemetry 0.33 exports as strings.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_tracing::ReqwestOtelSpanBackend;
 use tracing::Span;
 
-use super::echo_client::AttemptCounter;
 use crate::telemetry::http_span::{self, ClientRequest, Side};
 
 /// The route of a request, set by the caller as a request extension: `url.template`.
 #[derive(Clone, Debug)]
 pub struct UrlTemplate(pub String);
+
+/// Counts the attempts of the calls it is handed to, resends included: the retry middleware
+/// hands a request's extensions to each attempt, and [`EchoSpanBackend`] counts it here.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptCounter(Arc<AtomicU32>);
+
+impl AttemptCounter {
+    pub(crate) fn count_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Attempts already sent with these extensions. The retry middleware hands the same
 /// extensions to every attempt, so this counts resends.

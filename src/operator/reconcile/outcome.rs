@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-use crate::operator::calls::echo_client::AttemptCounter;
+use crate::operator::calls::echo_span::AttemptCounter;
 
 /// One kind of write a reconcile makes.
 #[derive(Clone, Copy, Debug)]
