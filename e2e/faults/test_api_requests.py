@@ -13,13 +13,13 @@ import re
 import secrets
 import time
 
+from cluster.test_trace_outcomes import K8S_TRACEPARENT
+from cluster.test_traces import TRACEPARENT_ANNOTATION as TRACEPARENT
 from e2elib.polling import eventually
 from faults.conftest import manifest, ready
 from faults.harness import LEASE
 
 SECRET = "s3cr3t-b4gg4ge"
-TRACEPARENT = "tracing.example.com/traceparent"
-K8S_TRACEPARENT = "tracing.k8s.io/traceparent"
 # The watch's LIST of every Echo (the cluster-wide collection without watch=true).
 LIST_ECHOES = r"^GET /apis/tracing\.example\.com/v1alpha1/echoes(\?(?!.*\bwatch=(true|1)\b).*)?$"
 LIST_TIMEOUT, RECONCILE_TIMEOUT, API_TIMEOUT = 5, 5, 3

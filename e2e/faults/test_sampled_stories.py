@@ -11,19 +11,12 @@ import json
 import secrets
 import time
 
+from cluster.test_trace_outcomes import ECHO_ATTEMPTS, FAIL_FIRST, K8S_TRACEPARENT, RESULT, TRIGGER, WRITES
+from cluster.test_traces import ECHO, OPERATOR
 from e2elib.polling import eventually
 from faults.conftest import manifest, ready
 from faults.harness import ECHO_ROUTE
 
-OPERATOR = "echo-operator"
-ECHO = "echo-server"
-K8S_TRACEPARENT = "tracing.k8s.io/traceparent"
-RESULT = "echo_operator.reconcile.result"
-TRIGGER = "echo_operator.reconcile.trigger"
-WRITES = "echo_operator.reconcile.writes"
-ECHO_ATTEMPTS = "echo_operator.reconcile.echo_attempts"
-# Past one reconcile's attempts (1 + 3 retries), so that two reconciles fail before one passes.
-FAIL_FIRST = 10
 RATIO = "0.1"
 # The shortest resync the operator accepts.
 RESYNC_SECONDS = 10
