@@ -15,7 +15,9 @@ ATTEMPTS = 4
 
 
 def attempts(jaeger, trace_id, method="PUT"):
-    """The CLIENT spans of the operator's calls to the echo service, once all are in Jaeger."""
+    """The CLIENT spans of the operator's calls to the echo service, once all of them and the
+    reconcile span that holds them are in Jaeger (the reconcile span ends last, after the status
+    write and the Event, so it can reach Jaeger a batch later than its calls)."""
 
     def calls(trace):
         return sorted(
@@ -24,7 +26,10 @@ def attempts(jaeger, trace_id, method="PUT"):
             key=lambda s: s.start_us,
         )
 
-    trace = jaeger.wait_for_trace(trace_id, f"{ATTEMPTS} attempts", lambda t: len(calls(t)) >= ATTEMPTS)
+    trace = jaeger.wait_for_trace(
+        trace_id, f"{ATTEMPTS} attempts and their reconcile",
+        lambda t: len(calls(t)) >= ATTEMPTS and t.find(OPERATOR, "reconcile Echo"),
+    )
     return trace, calls(trace)
 
 
