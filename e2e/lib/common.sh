@@ -42,6 +42,9 @@ print_log_tails() {
     done
 }
 
+# The Jaeger image deploy/40-jaeger.yaml names (the node and kind modes build it).
+jaeger_image() { sed -n 's/^ *image: *\(jaegertracing\/jaeger:[^ ]*\).*/\1/p' "$E2E_ROOT/deploy/40-jaeger.yaml"; }
+
 # The Python environment for the tests (PyYAML, pytest), shared with the offline checks.
 ensure_venv() {
     make -C "$E2E_ROOT" --no-print-directory target/venv/.installed >&2

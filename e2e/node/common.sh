@@ -6,7 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 NODE_DIR="$E2E_ROOT/target/node"
 NODE_RUN="$NODE_DIR/run"
-DOCKER_SOCK="$NODE_RUN/docker.sock"
+# E2E_DOCKER_SOCK: build the images into another dockerd (the kind mode's, e2e/kind/images).
+DOCKER_SOCK="${E2E_DOCKER_SOCK:-$NODE_RUN/docker.sock}"
 CONTAINERD_SOCK="$NODE_RUN/containerd.sock"
 # Debian's docker CLI (20.10) builds with BuildKit by itself; a newer CLI elsewhere on PATH
 # would want the buildx plugin instead.
@@ -26,9 +27,6 @@ NODE_FIREWALL_RULES=(
     "FORWARD -i cni0 ! -o cni0 -m comment --comment e2e-node -j DROP"
     "OUTPUT -d 10.96.0.0/16 -m comment --comment e2e-node -j REJECT"
 )
-
-# The Jaeger image deploy/40-jaeger.yaml names.
-jaeger_image() { sed -n 's/^ *image: *\(jaegertracing\/jaeger:[^ ]*\).*/\1/p' "$E2E_ROOT/deploy/40-jaeger.yaml"; }
 
 need_root() { (($(id -u) == 0)) || die "the node mode runs daemons, mounts and network namespaces: run it as root"; }
 

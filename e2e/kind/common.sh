@@ -1,0 +1,99 @@
+# Shared by the kind mode's scripts (e2e/kind/*). Sourced, never run.
+# Everything it makes lives under target/kind: a dockerd of its own (state in target/kind/docker,
+# socket and logs in target/kind/run) whose default OCI runtime is e2e/kind/runc-no-sys-resource,
+# the Debian root filesystems, the images kind needs and the cluster's kubeconfig.
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+
+KIND_DIR="$E2E_ROOT/target/kind"
+KIND_RUN="$KIND_DIR/run"
+KIND_SOCK="$KIND_RUN/docker.sock"
+# Debian's docker CLI (20.10): kind and Tilt shell out to `docker`, and a newer CLI elsewhere on
+# PATH would want the buildx plugin for builds.
+DOCKER=(/usr/bin/docker --host "unix://$KIND_SOCK")
+KIND_CLUSTER=echo-tracing
+KIND_KUBECONFIG="$KIND_DIR/kubeconfig"
+KUBERNETES_VERSION=v1.37.2
+# The tags kind v0.33.0's own images carry (its images/base Makefile and pkg/build/nodeimage).
+KIND_BASE_IMAGE=echo-tracing/kind-base:v20260820-69b56db7-local
+KIND_NODE_IMAGE=echo-tracing/kind-node:$KUBERNETES_VERSION
+# kind's image recipes and the kube-network-policies source kindnetd needs (../shared/tools/kind).
+KIND_SHARED="$E2E_ROOT/../shared/tools/kind"
+
+KIND_PACKAGES=(docker.io jq debootstrap iptables libseccomp-dev pkg-config)
+
+need_root() { (($(id -u) == 0)) || die "the kind mode runs a dockerd and kind's node containers: run it as root"; }
+
+install_kind_packages() {
+    local missing=() package
+    for package in "${KIND_PACKAGES[@]}"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "installing ${missing[*]} from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# debootstrap_rootfs SUITE DIR [PACKAGES]: a minbase Debian SUITE in DIR, kept between runs.
+debootstrap_rootfs() {
+    local suite="$1" dir="$2" include="${3:-}"
+    [[ -f "$dir/.complete" ]] && return 0
+    log "debootstrap: Debian $suite into ${dir#"$E2E_ROOT/"} (first time only)"
+    rm -rf "$dir"
+    mkdir -p "$KIND_DIR"
+    debootstrap --variant=minbase ${include:+--include="$include"} \
+        "$suite" "$dir" http://deb.debian.org/debian >"$KIND_DIR/debootstrap-$(basename "$dir").log"
+    touch "$dir/.complete"
+}
+
+# start_kind_docker [--no-network]: the kind mode's dockerd, unless it already answers.
+# With a network (the default) it has the default bridge and its own iptables rules: Tilt's
+# image builds fetch crates, and kind puts its node on a bridge network of its own. This
+# machine's firewall and IP forwarding are saved first and put back by stop_kind_docker.
+start_kind_docker() {
+    [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1 && return 0
+    mkdir -p "$KIND_RUN"
+    local network=(--iptables=false --ip-forward=false --bridge=none)
+    if [[ "${1:-}" != --no-network ]]; then
+        network=()
+        iptables-save >"$KIND_RUN/iptables.saved"
+        cat /proc/sys/net/ipv4/ip_forward >"$KIND_RUN/ip_forward.saved"
+        bridges >"$KIND_RUN/bridges.saved"
+    fi
+    cat >"$KIND_RUN/daemon.json" <<JSON
+{"runtimes": {"no-sys-resource": {"path": "$E2E_ROOT/e2e/kind/runc-no-sys-resource"}},
+ "default-runtime": "no-sys-resource"}
+JSON
+    setsid dockerd --config-file "$KIND_RUN/daemon.json" --data-root "$KIND_DIR/docker" \
+        --exec-root "$KIND_RUN/docker-exec" --host "unix://$KIND_SOCK" --pidfile "$KIND_RUN/dockerd.pid" \
+        "${network[@]}" >"$KIND_RUN/dockerd.log" 2>&1 </dev/null &
+    wait_for dockerd 60 "${DOCKER[@]}" info
+}
+
+# stop_kind_docker: stops the dockerd (its containers first) and restores the firewall.
+stop_kind_docker() {
+    local pid
+    if pid="$(cat "$KIND_RUN/dockerd.pid" 2>/dev/null)"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 150); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    if [[ -f "$KIND_RUN/iptables.saved" ]]; then
+        iptables-restore <"$KIND_RUN/iptables.saved"
+        cat "$KIND_RUN/ip_forward.saved" >/proc/sys/net/ipv4/ip_forward
+        rm -f "$KIND_RUN/iptables.saved" "$KIND_RUN/ip_forward.saved"
+    fi
+    # The bridges dockerd made for its networks outlive it.
+    if [[ -f "$KIND_RUN/bridges.saved" ]]; then
+        local link
+        for link in $(bridges | grep -vxF -f "$KIND_RUN/bridges.saved"); do
+            ip link delete "$link" 2>/dev/null || true
+        done
+        rm -f "$KIND_RUN/bridges.saved"
+    fi
+}
+
+bridges() { ip -o link show type bridge | awk -F': ' '{print $2}'; }
