@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config tilt-check kind-smoke e2e faults bench bench-spans bench-smoke node node-or-skip up down
+.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-spans bench-smoke node node-or-skip up down
 
 VENV := target/venv
 
@@ -35,6 +35,18 @@ tilt-check: $(VENV)/.installed
 ## (kind's Debian trixie) booting as PID 1 with kind's flags. As root; skipped loudly otherwise.
 kind-smoke:
 	e2e/kind/smoke --or-skip
+
+## The README's Quickstart for real (docs/kind-mode.md): a kind node image built here from
+## kind's own recipes, `kind create cluster` with deploy/kind/cluster.yaml, `tilt ci` with the
+## Tiltfile, the cluster tests and the NetworkPolicy test, teardown. Needs root.
+kind:
+	e2e/kind/run
+
+kind-or-skip:
+	e2e/kind/run --or-skip
+
+kind-down:
+	e2e/kind/down
 
 e2e:
 	e2e/run
