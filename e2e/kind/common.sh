@@ -46,15 +46,22 @@ debootstrap_rootfs() {
     touch "$dir/.complete"
 }
 
-# start_kind_docker [--no-network]: the kind mode's dockerd, unless it already answers.
+# start_kind_docker [--no-network]: the kind mode's dockerd, unless one already answers.
 # With a network (the default) it has the default bridge and its own iptables rules: Tilt's
 # image builds fetch crates, and kind puts its node on a bridge network of its own. This
 # machine's firewall and IP forwarding are saved first and put back by stop_kind_docker.
 start_kind_docker() {
-    [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1 && return 0
+    local mode=network
+    [[ "${1:-}" == --no-network ]] && mode=no-network
+    if [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1; then
+        # One without a network serves a request for none; otherwise it is restarted with one.
+        [[ "$mode" == no-network || "$(cat "$KIND_RUN/mode" 2>/dev/null)" == network ]] && return 0
+        stop_kind_docker
+    fi
     mkdir -p "$KIND_RUN"
+    echo "$mode" >"$KIND_RUN/mode"
     local network=(--iptables=false --ip-forward=false --bridge=none)
-    if [[ "${1:-}" != --no-network ]]; then
+    if [[ "$mode" == network ]]; then
         network=()
         iptables-save >"$KIND_RUN/iptables.saved"
         cat /proc/sys/net/ipv4/ip_forward >"$KIND_RUN/ip_forward.saved"
@@ -81,6 +88,7 @@ stop_kind_docker() {
         done
         kill -KILL "$pid" 2>/dev/null || true
     fi
+    rm -f "$KIND_RUN/mode"
     if [[ -f "$KIND_RUN/iptables.saved" ]]; then
         iptables-restore <"$KIND_RUN/iptables.saved"
         cat "$KIND_RUN/ip_forward.saved" >/proc/sys/net/ipv4/ip_forward
