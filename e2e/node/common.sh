@@ -20,10 +20,13 @@ NODE_PACKAGES=(docker.io containerd runc debootstrap containernetworking-plugins
 # e2e/node/down deletes them (each is split into iptables arguments).
 #  - The bridge plugin turns IP forwarding on for its gateway: nothing is forwarded from cni0
 #    to another interface, so the pods' traffic stays on this machine.
+#  - Pod to pod across cni0 is accepted even where the FORWARD policy is DROP, as Docker sets
+#    it on any machine where its daemon manages iptables (the kind mode's does).
 #  - A connection to a Service address made before kube-proxy has a rule for it would leave by
 #    the default route (the API server's OTLP exporter starts before Jaeger has a pod, and
 #    kept such a connection): it is refused instead, and retried through the rule.
 NODE_FIREWALL_RULES=(
+    "FORWARD -i cni0 -o cni0 -m comment --comment e2e-node -j ACCEPT"
     "FORWARD -i cni0 ! -o cni0 -m comment --comment e2e-node -j DROP"
     "OUTPUT -d 10.96.0.0/16 -m comment --comment e2e-node -j REJECT"
 )
