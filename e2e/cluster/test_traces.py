@@ -57,14 +57,18 @@ def api_patch(trace, step, route):
 def complete(trace, flow):
     """Whether every span the assertions need has reached Jaeger (they arrive in batches, and
     a parent ends, so is exported, after its children: every parent must be there too, but
-    the watch event's, which may be the applier's span in another process)."""
+    the watch event's, which may be the applier's span in another process). The echo-server
+    exports apart, so a SERVER span for every attempt too: its last, the one that succeeded,
+    can come a batch after those of the attempts before it."""
     steps = trace.find(OPERATOR, flow.step)
+    calls = echo_calls(trace, flow.method)
     return (
         all(s.parent_id is None or s.parent_id in trace.by_id or s.kind == "consumer" for s in trace.spans)
         and trace.find(ECHO, flow.internal)
         and len(steps) == 1
         and api_patch(trace, steps[0], flow.route)
-        and all(s.tags.get("http.response.status_code") for s in echo_calls(trace, flow.method))
+        and all(s.tags.get("http.response.status_code") for s in calls)
+        and len(trace.find(ECHO, f"{flow.method} {ECHO_ROUTE}", kind="server")) >= len(calls)
     )
 
 
