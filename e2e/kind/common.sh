@@ -75,6 +75,19 @@ JSON
         --exec-root "$KIND_RUN/docker-exec" --host "unix://$KIND_SOCK" --pidfile "$KIND_RUN/dockerd.pid" \
         "${network[@]}" >"$KIND_RUN/dockerd.log" 2>&1 </dev/null &
     wait_for dockerd 60 "${DOCKER[@]}" info
+    [[ "$mode" == network ]] || return 0
+    # Traffic from kind's network (a br-* bridge) stays on this machine: Docker would let it
+    # out through the default route. It matters beyond tidiness: the API server's exporter
+    # dials the Jaeger Service before kube-proxy has a rule for it, and a connection that
+    # leaves the node that way (here: to a proxy that answers HTTP 404) is kept for good.
+    # Refused at once instead, it is retried, and reaches Jaeger once the Service exists.
+    # The default bridge (docker0) keeps its way out: Tilt's image builds fetch crates.
+    local proto
+    # Inserted at the top, so the TCP reset ends up first.
+    for proto in "-j REJECT" "-p tcp -j REJECT --reject-with tcp-reset"; do
+        # shellcheck disable=SC2086 # the rule's own arguments
+        iptables -I DOCKER-USER -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto
+    done
 }
 
 # stop_kind_docker: stops the dockerd (its containers first) and restores the firewall.
