@@ -66,6 +66,7 @@ start_kind_docker() {
         iptables-save >"$KIND_RUN/iptables.saved"
         cat /proc/sys/net/ipv4/ip_forward >"$KIND_RUN/ip_forward.saved"
         bridges >"$KIND_RUN/bridges.saved"
+        firewall_rules >"$KIND_RUN/firewall.before"
     fi
     cat >"$KIND_RUN/daemon.json" <<JSON
 {"runtimes": {"no-sys-resource": {"path": "$E2E_ROOT/e2e/kind/runc-no-sys-resource"}},
@@ -90,7 +91,8 @@ JSON
     done
 }
 
-# stop_kind_docker: stops the dockerd (its containers first) and restores the firewall.
+# stop_kind_docker: stops the dockerd (its containers first) and restores the firewall;
+# non-zero if the firewall is not as it found it.
 stop_kind_docker() {
     local pid
     if pid="$(cat "$KIND_RUN/dockerd.pid" 2>/dev/null)"; then
@@ -102,10 +104,15 @@ stop_kind_docker() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$KIND_RUN/mode"
+    local status=0
     if [[ -f "$KIND_RUN/iptables.saved" ]]; then
         iptables-restore <"$KIND_RUN/iptables.saved"
         cat "$KIND_RUN/ip_forward.saved" >/proc/sys/net/ipv4/ip_forward
-        rm -f "$KIND_RUN/iptables.saved" "$KIND_RUN/ip_forward.saved"
+        if ! diff <(firewall_rules) "$KIND_RUN/firewall.before" >&2; then
+            log "the firewall is not as it was before the kind mode's dockerd started (diff above)"
+            status=1
+        fi
+        rm -f "$KIND_RUN/iptables.saved" "$KIND_RUN/ip_forward.saved" "$KIND_RUN/firewall.before"
     fi
     # The bridges dockerd made for its networks outlive it.
     if [[ -f "$KIND_RUN/bridges.saved" ]]; then
@@ -115,6 +122,9 @@ stop_kind_docker() {
         done
         rm -f "$KIND_RUN/bridges.saved"
     fi
+    return "$status"
 }
+
+firewall_rules() { for table in filter nat mangle; do iptables -t "$table" -S; done; }
 
 bridges() { ip -o link show type bridge | awk -F': ' '{print $2}'; }
