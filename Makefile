@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-spans bench-smoke node node-or-skip up down
+.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-spans bench-smoke up down
 
 VENV := target/venv
 
@@ -7,8 +7,8 @@ VENV := target/venv
 ## the kind config rendered by kind's own code, the Tiltfile as Tilt reads it, then the end-to-end run on a real API server
 ## and a real Jaeger on loopback, the fault tests on a harness of their own, the
 ## benchmark's smoke run (it fails on a failure or an incomplete trace, never on a timing),
-## the node mode, and the first check of the kind mode (both as root; skipped loudly otherwise).
-test: lint unit offline kind-config tilt-check e2e faults bench-smoke node-or-skip kind-smoke
+## and the kind mode: kind and Tilt for real (as root; skipped loudly otherwise).
+test: lint unit offline kind-config tilt-check e2e faults bench-smoke kind-or-skip
 
 ## Unused direct dependencies fail the lint too (cargo-machete, installed once from crates.io).
 lint:
@@ -30,11 +30,12 @@ tilt-check: $(VENV)/.installed
 	e2e/lib/build-tools --kind
 	$(VENV)/bin/python -m pytest -q e2e/kind
 
-## Whether a kind node can start here (docs/kind-plan.md, step 2): `docker run --privileged`
-## and `docker exec --privileged` through e2e/kind/runc-no-sys-resource, and systemd 257
-## (kind's Debian trixie) booting as PID 1 with kind's flags. As root; skipped loudly otherwise.
+## Not in `make test` (the kind mode covers it): whether a kind node can start here at all,
+## for when `kind create cluster` fails: `docker run/exec --privileged` through
+## e2e/kind/runc-no-sys-resource, and systemd 257 (kind's Debian trixie) booting as PID 1
+## with kind's flags. As root.
 kind-smoke:
-	e2e/kind/smoke --or-skip
+	e2e/kind/smoke
 
 ## The README's Quickstart for real (docs/kind-mode.md): a kind node image built here from
 ## kind's own recipes, `kind create cluster` with deploy/kind/cluster.yaml, `tilt ci` with the
@@ -67,14 +68,6 @@ bench-spans:
 
 bench-smoke:
 	e2e/bench/run --smoke
-
-## The user's path for real: images from the Dockerfile, kubeadm with the kind patch, a kubelet
-## on containerd, deploy/ applied unchanged, the cluster tests, teardown. Needs root.
-node:
-	e2e/node/run
-
-node-or-skip:
-	e2e/node/run --or-skip
 
 ## The main job without a cluster: the whole system on loopback, left running.
 up:

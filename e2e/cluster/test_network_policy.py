@@ -1,6 +1,6 @@
 """deploy/20-echo-server.yaml's NetworkPolicy, enforced: only the operator reaches the echo
 service's API port; its metrics port is open to anyone. Only a network plugin that implements
-NetworkPolicy can pass this (kind's kindnet does; the node mode's plain bridge does not), so
+NetworkPolicy can pass this (kind's kindnet does, on a kernel with nftables' queue), so
 it runs where the runner says the policy is enforced (E2E_NETWORK_POLICY=enforced, from
 e2e/kind/run), and is skipped elsewhere with the runner's reason (E2E_NETWORK_POLICY holds it)."""
 

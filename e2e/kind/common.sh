@@ -34,6 +34,13 @@ install_kind_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# image_from_dir NAME DIR [--change …]: a one-layer image of DIR's contents.
+image_from_dir() {
+    local name="$1" dir="$2"
+    shift 2
+    tar --numeric-owner -C "$dir" -c . | "${DOCKER[@]}" import "$@" - "$name" >/dev/null
+}
+
 # debootstrap_rootfs SUITE DIR [PACKAGES]: a minbase Debian SUITE in DIR, kept between runs.
 debootstrap_rootfs() {
     local suite="$1" dir="$2" include="${3:-}"

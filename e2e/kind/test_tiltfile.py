@@ -1,8 +1,8 @@
 """The Tiltfile as Tilt itself reads it: `tilt alpha tiltfile-result` of Tilt v0.37.6 (built
 from ../shared/tools/tilt by `e2e/lib/build-tools --kind`), in a kind context and outside one.
 The kubeconfig points at a port where nothing listens: reading the Tiltfile must not need the
-cluster. What `tilt up` then does with a real kind cluster is not checked here (see
-docs/kind-plan.md)."""
+cluster. What `tilt ci` and `tilt up` then do with a real kind cluster is the kind mode's part
+(e2e/kind/run, docs/kind-mode.md)."""
 
 import json
 import os

@@ -232,7 +232,7 @@ def image_build_context():
 
 def test_the_image_build_context_holds_every_target_cargo_declares():
     """cargo reads every declared target of the manifest, even for `--bin`: a [[bench]] whose
-    file is left out of the context fails the image build (Tilt's and the node mode's)."""
+    file is left out of the context fails the image build (Tilt's, in the kind mode too)."""
     manifest = tomllib.loads((ROOT / "Cargo.toml").read_text())
     needed = {"Cargo.toml", "Cargo.lock", "src"}
     for kind, folder in (("bin", "src/bin"), ("bench", "benches"), ("test", "tests"), ("example", "examples")):

@@ -1,5 +1,5 @@
 // Pins the Dockerfile frontend that the Dockerfile's `# syntax=docker/dockerfile:1` line asks
-// BuildKit for. No registry is reachable here, so e2e/node builds it from BuildKit's Go module
+// BuildKit for. No registry is reachable here, so the kind mode builds it from BuildKit's Go module
 // and tags it docker/dockerfile:1 locally; BuildKit in dockerd prefers a local image.
 module echo-operator.example/e2e/tools/buildkit
 

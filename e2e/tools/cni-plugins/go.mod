@@ -1,5 +1,5 @@
 // Pins the CNI plugins kind v0.33.0's images/base recipe puts in a node (host-local,
-// loopback, ptp, portmap), for the kind mode's base image (e2e/kind/base).
+// loopback, ptp, portmap), for the kind mode's base image (e2e/kind/images).
 module echo-operator.example/e2e/tools/cni-plugins
 
 go 1.26.8

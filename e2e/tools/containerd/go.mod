@@ -1,4 +1,4 @@
-// Pins containerd for the kind mode's node base image (e2e/kind/base): the version kind
+// Pins containerd for the kind mode's node base image (e2e/kind/images): the version kind
 // v0.33.0's images/base recipe clones, built from its module because no registry is reachable.
 module echo-operator.example/e2e/tools/containerd
 

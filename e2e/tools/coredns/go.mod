@@ -1,4 +1,4 @@
-// Pins CoreDNS for the node mode (e2e/node): the version kubeadm v1.37 deploys as the
+// Pins CoreDNS for the kind mode's node image: the version kubeadm v1.37 deploys as the
 // cluster's DNS (registry.k8s.io/coredns/coredns:v1.14.6), built here because no registry is.
 module echo-operator.example/e2e/tools/coredns
 

@@ -1,5 +1,5 @@
 // Pins the fuse-overlayfs snapshotter kind v0.33.0's images/base recipe puts in a node, for
-// the kind mode's base image (e2e/kind/base).
+// the kind mode's base image (e2e/kind/images).
 module echo-operator.example/e2e/tools/fuse-overlayfs
 
 go 1.26.8

@@ -1,4 +1,4 @@
-// Pins runc for the kind mode's node base image (e2e/kind/base): the version kind v0.33.0's
+// Pins runc for the kind mode's node base image (e2e/kind/images): the version kind v0.33.0's
 // images/base recipe clones.
 module echo-operator.example/e2e/tools/runc
 
