@@ -71,10 +71,8 @@ def probe(kubectl, namespace, ip):
 
 @pytest.fixture
 def stranger_namespace(kubectl):
-    name = f"netpol-{uuid.uuid4().hex[:6]}"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    with kubectl.scratch_namespace("netpol") as name:
+        yield name
 
 
 def test_only_the_operator_reaches_the_echo_api_and_anyone_its_metrics(kubectl, stranger_namespace):

@@ -1,6 +1,8 @@
 """kubectl, driven from the tests: the same tool and kubeconfig a person would use."""
 
+import contextlib
 import json
+import secrets
 import subprocess
 
 from e2elib.polling import eventually
@@ -32,6 +34,16 @@ class Kubectl:
         for f in files or ["-"]:
             args += ["-f", str(f)]
         return self.run(*args, stdin=stdin)
+
+    @contextlib.contextmanager
+    def scratch_namespace(self, prefix):
+        """A namespace of the caller's own, deleted afterwards with whatever is left in it."""
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.run("create", "namespace", name)
+        try:
+            yield name
+        finally:
+            self.run("delete", "namespace", name, "--wait=false", check=False)
 
     def echo(self, namespace, name):
         result = self.run("get", "echoes.tracing.example.com", name, "-n", namespace, "-o", "json", check=False)

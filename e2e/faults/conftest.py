@@ -4,7 +4,6 @@ restart its processes. Every test puts back what it broke, in a `finally`."""
 
 import json
 import os
-import secrets
 
 import pytest
 
@@ -49,10 +48,8 @@ def operators_with(harness):
 @pytest.fixture
 def namespace(kubectl):
     """A namespace of the test's own, deleted afterwards with whatever is left in it."""
-    name = f"fault-{secrets.token_hex(4)}"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    with kubectl.scratch_namespace("fault") as name:
+        yield name
 
 
 def manifest(namespace, name, **spec):
