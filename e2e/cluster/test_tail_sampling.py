@@ -2,7 +2,7 @@
 an idle resync's trace (echo_operator.reconcile.writes=none) is dropped. Needs the loopback
 harness: it shortens the operator's resync to 10 s (E2E_RESYNC_SECONDS), sets the share of
 the rest to 0 % (E2E_TAIL_SAMPLING_PERCENT) and keeps the operator's log, which names each
-resync's trace id. Elsewhere (kind, the node: a 300 s resync, a 5 % share) it skips, saying so."""
+resync's trace id. Elsewhere (kind: a 300 s resync, a 5 % share) it skips, saying so."""
 
 import os
 import re

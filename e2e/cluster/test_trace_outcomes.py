@@ -1,5 +1,5 @@
 """Issue 20 on the real system, through kubectl and Jaeger's query API only (so these run on
-the loopback harness, the node and kind alike): the KEP-5915 annotation gives a linked root,
+the loopback harness and kind alike): the KEP-5915 annotation gives a linked root,
 the reconcile span carries its outcome, and the operator's Events carry the reconcile's W3C
 context."""
 

@@ -41,6 +41,22 @@ image_from_dir() {
     tar --numeric-owner -C "$dir" -c . | "${DOCKER[@]}" import "$@" - "$name" >/dev/null
 }
 
+# distroless_base DIR ROOTFS: what every distroless image holds, taken from the Debian root
+# filesystem ROOTFS: CA certificates, tzdata, os-release, nsswitch.conf and services, an
+# /etc/passwd with nonroot = 65532 and its home, /tmp. No shell, no package manager.
+distroless_base() {
+    local dir="$1" from="$2"
+    mkdir -p "$dir"/{etc/ssl/certs,usr/share,home/nonroot,tmp}
+    cp "$from/etc/ssl/certs/ca-certificates.crt" "$dir/etc/ssl/certs/"
+    cp -a "$from/usr/share/zoneinfo" "$dir/usr/share/"
+    cp "$from/etc/os-release" "$from/etc/nsswitch.conf" "$from/etc/services" "$dir/etc/"
+    printf '%s\n' root:x:0:0:root:/root:/sbin/nologin nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin \
+        nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin >"$dir/etc/passwd"
+    printf '%s\n' root:x:0: nobody:x:65534: nonroot:x:65532: >"$dir/etc/group"
+    chown 65532:65532 "$dir/home/nonroot"
+    chmod 1777 "$dir/tmp"
+}
+
 # debootstrap_rootfs SUITE DIR [PACKAGES]: a minbase Debian SUITE in DIR, kept between runs.
 debootstrap_rootfs() {
     local suite="$1" dir="$2" include="${3:-}"
@@ -53,14 +69,26 @@ debootstrap_rootfs() {
     touch "$dir/.complete"
 }
 
+# What a dockerd that manages the network changes on this machine, besides iptables rules:
+# IP forwarding (for IPv6 too: kind's network has an IPv6 subnet) and, with br_netfilter
+# loaded, whether bridged traffic passes the firewall.
+NETWORK_SETTINGS=(
+    /proc/sys/net/ipv4/ip_forward
+    /proc/sys/net/ipv6/conf/all/forwarding
+    /proc/sys/net/ipv6/conf/default/forwarding
+    /proc/sys/net/bridge/bridge-nf-call-iptables
+    /proc/sys/net/bridge/bridge-nf-call-ip6tables
+)
+
 # start_kind_docker [--no-network]: the kind mode's dockerd, unless one already answers.
 # With a network (the default) it has the default bridge and its own iptables rules: Tilt's
 # image builds fetch crates, and kind puts its node on a bridge network of its own. This
-# machine's firewall and IP forwarding are saved first and put back by stop_kind_docker.
+# machine's firewall, forwarding settings and bridges are noted first, and put back and
+# checked by stop_kind_docker.
 start_kind_docker() {
     local mode=network
     [[ "${1:-}" == --no-network ]] && mode=no-network
-    if [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1; then
+    if docker_answers; then
         # One without a network serves a request for none; otherwise it is restarted with one.
         [[ "$mode" == no-network || "$(cat "$KIND_RUN/mode" 2>/dev/null)" == network ]] && return 0
         stop_kind_docker
@@ -71,7 +99,8 @@ start_kind_docker() {
     if [[ "$mode" == network ]]; then
         network=()
         iptables-save >"$KIND_RUN/iptables.saved"
-        cat /proc/sys/net/ipv4/ip_forward >"$KIND_RUN/ip_forward.saved"
+        ip6tables-save >"$KIND_RUN/ip6tables.saved"
+        network_settings >"$KIND_RUN/settings.saved"
         bridges >"$KIND_RUN/bridges.saved"
         firewall_rules >"$KIND_RUN/firewall.before"
     fi
@@ -90,48 +119,86 @@ JSON
     # leaves the node that way (here: to a proxy that answers HTTP 404) is kept for good.
     # Refused at once instead, it is retried, and reaches Jaeger once the Service exists.
     # The default bridge (docker0) keeps its way out: Tilt's image builds fetch crates.
+    # Inserted at the top, so the TCP reset ends up first. IPv6: dockerd 20.10 leaves
+    # ip6tables alone, so the rules go straight into FORWARD.
     local proto
-    # Inserted at the top, so the TCP reset ends up first.
     for proto in "-j REJECT" "-p tcp -j REJECT --reject-with tcp-reset"; do
         # shellcheck disable=SC2086 # the rule's own arguments
         iptables -I DOCKER-USER -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto
+        # shellcheck disable=SC2086
+        ip6tables -I FORWARD -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto
     done
 }
 
-# stop_kind_docker: stops the dockerd (its containers first) and restores the firewall;
-# non-zero if the firewall is not as it found it.
+# stop_kind_docker: stops the dockerd (its containers first), puts the firewall, the
+# forwarding settings and the bridges back as start_kind_docker found them, and checks that
+# they are, and that none of its processes is left; non-zero, saying what, if not.
 stop_kind_docker() {
-    local pid
+    local pid status=0
     if pid="$(cat "$KIND_RUN/dockerd.pid" 2>/dev/null)"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 150); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.2
         done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$KIND_RUN/mode"
-    local status=0
-    if [[ -f "$KIND_RUN/iptables.saved" ]]; then
-        iptables-restore <"$KIND_RUN/iptables.saved"
-        cat "$KIND_RUN/ip_forward.saved" >/proc/sys/net/ipv4/ip_forward
-        if ! diff <(firewall_rules) "$KIND_RUN/firewall.before" >&2; then
-            log "the firewall is not as it was before the kind mode's dockerd started (diff above)"
+        if kill -KILL "$pid" 2>/dev/null; then
+            log "dockerd did not stop within 30 s of SIGTERM: killed"
             status=1
         fi
-        rm -f "$KIND_RUN/iptables.saved" "$KIND_RUN/ip_forward.saved" "$KIND_RUN/firewall.before"
+    fi
+    rm -f "$KIND_RUN/mode"
+    # dockerd's containerd and the containers' shims run under its exec root.
+    if pgrep -f -- "$KIND_RUN/docker-exec" >/dev/null; then
+        log "left behind by dockerd: $(pgrep -a -f -- "$KIND_RUN/docker-exec" | cut -c1-120 | tr '\n' ';')"
+        pkill -KILL -f -- "$KIND_RUN/docker-exec"
+        status=1
+    fi
+    if [[ -f "$KIND_RUN/iptables.saved" ]]; then
+        iptables-restore <"$KIND_RUN/iptables.saved" || status=1
+        ip6tables-restore <"$KIND_RUN/ip6tables.saved" || status=1
+        local setting value
+        while read -r setting value; do
+            echo "$value" >"$setting" || status=1
+        done <"$KIND_RUN/settings.saved"
+        if ! diff <(firewall_rules) "$KIND_RUN/firewall.before" >&2 ||
+            ! diff <(settings_now "$KIND_RUN/settings.saved") "$KIND_RUN/settings.saved" >&2; then
+            log "the firewall or forwarding is not as it was before the kind mode's dockerd started (diff above)"
+            status=1
+        fi
+        rm -f "$KIND_RUN"/{iptables,ip6tables,settings}.saved "$KIND_RUN/firewall.before"
     fi
     # The bridges dockerd made for its networks outlive it.
     if [[ -f "$KIND_RUN/bridges.saved" ]]; then
         local link
-        for link in $(bridges | grep -vxF -f "$KIND_RUN/bridges.saved"); do
+        for link in $(new_bridges); do
             ip link delete "$link" 2>/dev/null || true
         done
+        if [[ -n "$(new_bridges)" ]]; then
+            log "bridges left behind: $(new_bridges | tr '\n' ' ')"
+            status=1
+        fi
         rm -f "$KIND_RUN/bridges.saved"
     fi
     return "$status"
 }
 
-firewall_rules() { for table in filter nat mangle; do iptables -t "$table" -S; done; }
-
+docker_answers() { [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1; }
 bridges() { ip -o link show type bridge | awk -F': ' '{print $2}'; }
+new_bridges() { bridges | grep -vxF -f "$KIND_RUN/bridges.saved"; }
+firewall_rules() {
+    for table in filter nat mangle; do iptables -t "$table" -S; done
+    for table in filter nat mangle; do ip6tables -t "$table" -S; done
+}
+# settings_now FILE: the current values of the settings FILE lists (as network_settings writes it).
+settings_now() {
+    local setting
+    while read -r setting _; do echo "$setting $(cat "$setting")"; done <"$1"
+}
+network_settings() {
+    local setting
+    for setting in "${NETWORK_SETTINGS[@]}"; do
+        [[ -f "$setting" ]] && echo "$setting $(cat "$setting")"
+    done
+    return 0
+}
+

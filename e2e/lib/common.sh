@@ -42,7 +42,7 @@ print_log_tails() {
     done
 }
 
-# The Jaeger image deploy/40-jaeger.yaml names (the node and kind modes build it).
+# The Jaeger image deploy/40-jaeger.yaml names (the kind mode builds it).
 jaeger_image() { sed -n 's/^ *image: *\(jaegertracing\/jaeger:[^ ]*\).*/\1/p' "$E2E_ROOT/deploy/40-jaeger.yaml"; }
 
 # The Python environment for the tests (PyYAML, pytest), shared with the offline checks.

@@ -1,1 +1,1 @@
-"""Checks of the product without a cluster (make offline): manifests, Dockerfile, Tiltfile, node config."""
+"""Checks of the product without a cluster (make offline): manifests, Dockerfile, Tiltfile."""

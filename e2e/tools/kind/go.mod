@@ -1,4 +1,4 @@
-// Pins kind, which the kind mode (e2e/kind, docs/kind-plan.md) and Tilt's image loading run:
+// Pins kind, which the kind mode (e2e/kind, docs/kind-mode.md) and Tilt's image loading run:
 // `kind create cluster` from deploy/kind/cluster.yaml, `kind build node-image`, and the
 // `kind load docker-image` Tilt calls. The version the README's Quickstart names.
 module echo-operator.example/e2e/tools/kind
