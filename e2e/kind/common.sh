@@ -122,13 +122,14 @@ JSON
     # Inserted at the top, so the TCP reset ends up first. IPv6: dockerd 20.10 leaves
     # ip6tables alone, so the rules go straight into FORWARD.
     local proto
-    for proto in "-j REJECT" "-p tcp -j REJECT --reject-with tcp-reset"; do
+    for proto in "${KIND_REJECTS[@]}"; do
         # shellcheck disable=SC2086 # the rule's own arguments
         iptables -I DOCKER-USER -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto
         # shellcheck disable=SC2086
         ip6tables -I FORWARD -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto
     done
 }
+KIND_REJECTS=("-j REJECT" "-p tcp -j REJECT --reject-with tcp-reset")
 
 # stop_kind_docker: stops the dockerd (its containers first), puts the firewall, the
 # forwarding settings and the bridges back as start_kind_docker found them, and checks that
@@ -154,6 +155,13 @@ stop_kind_docker() {
         status=1
     fi
     if [[ -f "$KIND_RUN/iptables.saved" ]]; then
+        # Our own rules by name: a restore leaves a table alone that the save did not list
+        # (ip6tables' filter table, here, before the first rule went into it).
+        local proto
+        for proto in "${KIND_REJECTS[@]}"; do
+            # shellcheck disable=SC2086 # the rule's own arguments
+            while ip6tables -D FORWARD -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto 2>/dev/null; do :; done
+        done
         iptables-restore <"$KIND_RUN/iptables.saved" || status=1
         ip6tables-restore <"$KIND_RUN/ip6tables.saved" || status=1
         local setting value
