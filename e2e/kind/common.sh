@@ -41,6 +41,19 @@ image_from_dir() {
     tar --numeric-owner -C "$dir" -c . | "${DOCKER[@]}" import "$@" - "$name" >/dev/null
 }
 
+# docker_build IMAGE CONTEXT_DIR [DOCKERFILE]: docker build with BuildKit and the host network,
+# its log in target/kind, the end of it shown if it fails.
+docker_build() {
+    local image="$1" context="$2" dockerfile="${3:-$2/Dockerfile}" logfile
+    logfile="$KIND_DIR/build-$(tr -c 'a-zA-Z0-9.\n' - <<<"${image##*/}").log"
+    log "image $image"
+    DOCKER_BUILDKIT=1 "${DOCKER[@]}" build --network host -f "$dockerfile" -t "$image" "$context" \
+        >"$logfile" 2>&1 || {
+        tail -30 "$logfile" >&2
+        die "docker build of $image failed (log: ${logfile#"$E2E_ROOT/"})"
+    }
+}
+
 # distroless_base DIR ROOTFS: what every distroless image holds, taken from the Debian root
 # filesystem ROOTFS: CA certificates, tzdata, os-release, nsswitch.conf and services, an
 # /etc/passwd with nonroot = 65532 and its home, /tmp. No shell, no package manager.
