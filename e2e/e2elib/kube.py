@@ -45,6 +45,18 @@ class Kubectl:
         finally:
             self.run("delete", "namespace", name, "--wait=false", check=False)
 
+    def wait_echoes_gone(self, prefix, timeout):
+        """Waits until no Echo is left in a namespace named PREFIX-...: an earlier scratch
+        namespace is deleted in the background, its objects' finalizers run by the operator.
+        (The namespace itself may linger a few seconds more; it holds no more work.)"""
+        def left():
+            return [f"{echo['metadata']['namespace']}/{echo['metadata']['name']}"
+                    for echo in self.json("get", "echoes.tracing.example.com", "--all-namespaces")["items"]
+                    if echo["metadata"]["namespace"].startswith(f"{prefix}-")]
+
+        eventually(f"the Echoes of earlier {prefix}-* namespaces gone", left, until=lambda names: not names,
+                   timeout=timeout, interval=0.5)
+
     def echo(self, namespace, name):
         result = self.run("get", "echoes.tracing.example.com", name, "-n", namespace, "-o", "json", check=False)
         return json.loads(result.stdout) if result.returncode == 0 else None

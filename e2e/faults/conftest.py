@@ -47,9 +47,17 @@ def operators_with(harness):
 
 @pytest.fixture
 def namespace(kubectl):
-    """A namespace of the test's own, deleted afterwards with whatever is left in it."""
+    """A namespace of the test's own, deleted afterwards with whatever is left in it.
+
+    Each test starts with the operator idle: the objects of earlier tests still being
+    deleted would otherwise compete with this test's for reconcile slots, and a test that
+    then breaks the echo service would leave them all retrying in front of its own."""
+    kubectl.wait_echoes_gone("fault", timeout=180)
     with kubectl.scratch_namespace("fault") as name:
         yield name
+        # Deleted here, the Echoes reach the operator at once, not when the namespace
+        # controller gets to them some seconds after the namespace's own deletion.
+        kubectl.run("delete", GROUP, "--all", "-n", name, "--wait=false", check=False)
 
 
 def manifest(namespace, name, **spec):

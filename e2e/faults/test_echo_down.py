@@ -21,14 +21,13 @@ def event_time(event):
 
 
 def wait_condition(kubectl, namespace, name, want, generation=None, timeout=60):
-    def check():
-        echo = kubectl.echo(namespace, name)
+    def reached(echo):
         status = (echo or {}).get("status") or {}
-        if ready(echo) == want and (generation is None or status.get("observedGeneration") == generation):
-            return echo
-        return None
+        return ready(echo) == want and (generation is None or status.get("observedGeneration") == generation)
 
-    return eventually(f"{namespace}/{name} {want}", check, timeout=timeout)
+    # The whole object is the last value, so a timeout shows the status it stopped at.
+    return eventually(f"{namespace}/{name} {want}", lambda: kubectl.echo(namespace, name), until=reached,
+                      timeout=timeout)
 
 
 def echo_down(harness):
