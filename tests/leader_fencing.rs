@@ -1,14 +1,19 @@
 //! The controller's side of leadership: a replica that loses the lease stops reconciling at
 //! once and forgets the term's per-object state, and one past its deadline writes nothing
-//! even before it hears that it lost the lease.
+//! even before it hears that it lost the lease, not even the next attempt of an echo call
+//! it began in time.
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use echo_operator::crd::Echo;
+use echo_operator::operator::calls::echo_client::{EchoClient, RetryConfig};
 use echo_operator::operator::process::health::Readiness;
 use echo_operator::operator::process::leader::{Fence, Role};
+use echo_operator::operator::reconcile::error::Error;
 use echo_operator::operator::{self, LoopConfig};
 use echo_operator::shutdown::Stop;
 use futures::channel::mpsc;
@@ -118,4 +123,49 @@ async fn past_its_deadline_a_leader_writes_nothing_even_before_it_hears() {
     fence.open_until(Instant::now() + Duration::from_secs(3600));
     operator.wait_ready("default", "fenced", "True").await;
     operator.stop().await;
+}
+
+/// The echo client's side: a term that ends while the client waits to retry (a leader
+/// paused in the retry middleware's sleep) stops the retries; the attempt begun in time
+/// was the last to leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_deadline_a_leader_sends_no_further_echo_attempt() {
+    let fence = Fence::closed();
+    fence.open_until(Instant::now() + Duration::from_secs(3600));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    // Each PUT fails (the retry middleware would try four times) and ends the term.
+    let app = axum::Router::new().route(
+        "/v1/echoes/{namespace}/{name}",
+        axum::routing::put({
+            let (fence, attempts) = (fence.clone(), attempts.clone());
+            move || {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                fence.close();
+                async { (http::StatusCode::SERVICE_UNAVAILABLE, "{}") }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = EchoClient::new(
+        format!("http://{addr}").parse().expect("url"),
+        &RetryConfig::default(),
+        None,
+        fence,
+    )
+    .expect("client");
+
+    let err = client
+        .put("default", "fenced", &spec("m"), &Default::default())
+        .await
+        .expect_err("the term ended");
+    assert!(matches!(err, Error::TermOver(_)), "{err}");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "attempts sent after the term ended"
+    );
 }

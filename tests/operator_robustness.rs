@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use echo_operator::operator::calls::echo_client::{EchoClient, RetryConfig};
+use echo_operator::operator::process::leader::Fence;
 use echo_operator::operator::reconcile::error::Error;
 use support::{
     EchoServer, FakeApi, Operator, OperatorOptions, all_exported, echo, eventually, exported, otlp,
@@ -111,6 +112,7 @@ async fn an_oversized_echo_answer_is_refused_not_buffered() {
         format!("http://{addr}").parse().expect("url"),
         &RetryConfig::default(),
         None,
+        Fence::always_open(),
     )
     .expect("client");
     let err = client

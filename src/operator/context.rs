@@ -83,6 +83,7 @@ impl Settings {
             self.echo_url.clone(),
             &self.echo_retry,
             self.echo_ca.as_deref(),
+            fence.clone(),
         )?
         .with_metrics(metrics.clone());
         if let Some(identity) = &self.identity {

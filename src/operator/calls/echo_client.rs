@@ -2,6 +2,7 @@
 //!
 //! The retry middleware sits outside the tracing middleware, so every attempt is its own
 //! CLIENT span inside the reconcile's trace, and each attempt carries its own `traceparent`.
+//! Between the two, every write attempt asks the leader's fence first (see `fenced`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,10 @@ use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_tracing::TracingMiddleware;
 
 use super::echo_span::{AttemptCounter, EchoSpanBackend, UrlTemplate};
+use super::fenced;
 use crate::crd::EchoSpec;
 use crate::echo_api::{self, EchoReply, EchoRequest, MAX_REPLY_BYTES};
+use crate::operator::process::leader::{Fence, TermOver};
 use crate::operator::process::metrics::Metrics;
 use crate::operator::reconcile::error::Error;
 
@@ -53,11 +56,13 @@ pub struct EchoClient {
 const USER_AGENT: &str = concat!("echo-operator/", env!("CARGO_PKG_VERSION"));
 
 impl EchoClient {
-    /// `extra_ca` is a PEM bundle trusted for `https://` URLs besides the system's roots.
+    /// `extra_ca` is a PEM bundle trusted for `https://` URLs besides the system's roots;
+    /// `fence` refuses every write attempt once this replica's lease term is over.
     pub fn new(
         base: Url,
         retry: &RetryConfig,
         extra_ca: Option<&[u8]>,
+        fence: Fence,
     ) -> Result<Self, reqwest::Error> {
         crate::tls::install_crypto_provider();
         let mut http = reqwest::Client::builder()
@@ -75,6 +80,7 @@ impl EchoClient {
             .build_with_max_retries(retry.max_retries);
         let http = ClientBuilder::new(http)
             .with(RetryTransientMiddleware::new_with_policy(policy))
+            .with(fenced::fence_writes(fence))
             .with(TracingMiddleware::<EchoSpanBackend>::new())
             .build();
         // `Url::join` replaces the last segment unless the base ends in a slash.
@@ -205,6 +211,12 @@ impl EchoClient {
             .header(reqwest::header::USER_AGENT, &self.user_agent)
             .send()
             .await;
+        if let Err(source) = &result
+            && fenced::refused(source)
+        {
+            // Not a call to the echo service: nothing went out.
+            return Err(TermOver.into());
+        }
         if let Some(metrics) = &self.metrics {
             let status = match &result {
                 Ok(response) => response.status().as_str().to_owned(),
@@ -287,6 +299,7 @@ mod tests {
                 Url::parse(base).expect("url"),
                 &RetryConfig::default(),
                 None,
+                Fence::always_open(),
             )
             .expect("client");
             let url = client.url("default", "hello");

@@ -7,3 +7,4 @@ pub mod api_tracing;
 pub mod bounded;
 pub mod echo_client;
 pub mod echo_span;
+pub mod fenced;

@@ -119,7 +119,6 @@ impl<'a> Reconciliation<'a> {
         {
             return Ok(None);
         }
-        self.ctx.fence.check()?;
         let reply = self
             .ctx
             .echo
@@ -150,11 +149,7 @@ impl<'a> Reconciliation<'a> {
         } else {
             let name = self.echo.name_any();
             let attempts = self.record.echo_attempts();
-            let deleted = match self.ctx.fence.check() {
-                Ok(()) => self.ctx.echo.delete(&self.namespace, &name, attempts).await,
-                Err(over) => Err(over.into()),
-            };
-            if let Err(err) = deleted {
+            if let Err(err) = self.ctx.echo.delete(&self.namespace, &name, attempts).await {
                 return Err(self.fail(err).await);
             }
             self.record.wrote(Write::Echo);

@@ -3,8 +3,9 @@
 //! Losing the lease drops the controller, but that news travels through a channel and a
 //! `select!`: a leader paused (SIGSTOP, a frozen VM, CPU throttling) past its deadline can,
 //! once resumed, run a few more steps of its reconciles before the drop. Each step that
-//! writes (an echo call, a status write, a finalizer patch, an Event) first asks the fence,
-//! synchronously, whether this replica's deadline still lies ahead.
+//! writes (a status write, a finalizer patch, an Event) and each attempt of a write to the
+//! echo service (`operator::calls::fenced`) first asks the fence, synchronously, whether
+//! this replica's deadline still lies ahead.
 
 use std::sync::{Arc, Mutex};
 
