@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-spans bench-smoke up down
+.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-spans profile-echo bench-smoke up down
 
 VENV := target/venv
 
@@ -65,6 +65,10 @@ bench:
 ## one reconcile's span work through the binaries' subscriber, then with each layer removed.
 bench-spans:
 	cargo bench --locked --bench span_cost -- --warm-up-time 1 --measurement-time 3
+
+## Where the echo-server's CPU goes under wrk, by component (perf; MODE=A, R or C).
+profile-echo:
+	e2e/bench/profile-echo $(or $(MODE),C)
 
 bench-smoke:
 	e2e/bench/run --smoke

@@ -11,6 +11,12 @@ use echo_operator::echo_server::{self, EchoService, store};
 use echo_operator::serve;
 use echo_operator::telemetry::{self, TelemetryConfig};
 
+// Every request allocates its spans' fields, log line and exported data on two worker
+// threads; under glibc's malloc that was 15-19 % of the server's samples (perf, under wrk).
+// mimalloc, side by side (e2e/bench/compare-echo): 18-19 % less CPU per traced request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
