@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-spans profile-echo bench-smoke up down
+.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-scale bench-spans profile-echo bench-smoke up down
 
 VENV := target/venv
 
@@ -60,6 +60,11 @@ faults:
 ## recorded only, interleaved, release builds; prints the table (target/bench/results.md).
 bench:
 	e2e/bench/run
+
+## How the operator's cost grows (not in `make test`; about half an hour): modes A and B at
+## 1,000, 3,000 and 10,000 objects; prints the table (target/bench-scale/results.md).
+bench-scale:
+	e2e/bench/run --scale
 
 ## What a span costs, layer by layer (criterion; not in `make test`): one echo request's and
 ## one reconcile's span work through the binaries' subscriber, then with each layer removed.

@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from api_writes import phase_writes, write_counts
 from kube_api import GROUP, KubeApi
 from load import run_wrk
 from plot import plot
@@ -207,12 +208,16 @@ class Bench:
                 return metric_sum(http_get(f"{operator_url}/metrics"), "echo_operator_reconciles_total", **labels)
 
             def measure(phase, request, done):
-                before = reconciles()
+                before, writes_before = reconciles(), write_counts(self.api)
                 started = time.monotonic()
                 sent, errors = fan_out(self.pool, request, names)
                 result["errors"] += [f"{phase}: {e}" for e in errors]
                 tracker.wait(f"{phase} of {n} objects", lambda: done(sent), timeout)
-                return sent, started, reconciles() - before
+                count = reconciles() - before
+                time.sleep(1)  # an Event follows its object's status write
+                result.setdefault("api_writes_per_object", {})[phase] = phase_writes(
+                    writes_before, write_counts(self.api), phase, n)
+                return sent, started, count
 
             def create(name):
                 body = {"apiVersion": "tracing.example.com/v1alpha1", "kind": "Echo",
@@ -321,6 +326,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=1000, help="Echo objects per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of A B C R (default 3)")
+    parser.add_argument("--modes", default="".join(MODES), help="the modes of each round, in order (default ABCR)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
     parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk in A R C B (default 3)")
@@ -332,7 +338,7 @@ def main():
     results = {"machine": machine(), "objects": args.objects, "rounds": [], "modes": MODES,
                "binaries": args.bin_dir, "expected_spans_per_trace": list(EXPECTED)}
     for index in range(1, args.rounds + 1):
-        for mode in MODES:
+        for mode in args.modes:
             print(f"bench: round {index} mode {mode} ({MODES[mode]}), {args.objects} objects", file=sys.stderr)
             r = bench.run_round(mode, index)
             results["rounds"].append(r)

@@ -40,11 +40,20 @@ class KubeApi:
     def request(self, method, path, body=None, content_type="application/json"):
         """One call; returns the decoded JSON answer or raises ApiError. Reconnects once if
         the thread's kept-alive connection was closed under it."""
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = content_type
+        data = self._send(method, path, payload, headers)
+        return json.loads(data) if data else None
+
+    def text(self, path):
+        """A GET whose answer is text, such as the API server's own /metrics."""
+        return self._send("GET", path, None, {"Accept": "text/plain"}).decode()
+
+    def _send(self, method, path, payload, headers):
+        headers = {"Authorization": f"Bearer {self.token}", **headers}
         for attempt in (1, 2):
             conn = getattr(self.local, "conn", None) or self.connection()
             self.local.conn = conn
@@ -60,7 +69,7 @@ class KubeApi:
                     raise
         if response.status >= 300:
             raise ApiError(method, path, response.status, data.decode(errors="replace"))
-        return json.loads(data) if data else None
+        return data
 
     def watch(self, path, resource_version, on_event, stop):
         """Streams watch events of `path` from resource_version to on_event(type, object)

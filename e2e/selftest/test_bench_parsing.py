@@ -4,6 +4,7 @@ reports, and the smoke run in `make test` only shows that it runs."""
 
 import pytest
 
+from bench.api_writes import phase_writes, write_counts
 from bench.load import parse
 from bench.plot import cumulative
 from bench import programs
@@ -169,3 +170,32 @@ def test_a_put_to_the_api_server_is_not_the_echo_call():
                                                           "url.full": "https://api/apis/x"})
     spans = [s for s in WHOLE if "url.full" not in s.tags] + [api_put]
     assert missing(Trace("t", spans)) == ["echo CLIENT"]
+
+
+class MetricsApi:
+    """The API server's /metrics, as KubeApi.text() returns it."""
+
+    def __init__(self, **counts):
+        lines = ["# HELP apiserver_request_total Counter of apiserver requests.",
+                 "# TYPE apiserver_request_total counter"]
+        for key, value in counts.items():
+            verb, resource, subresource = (key.split("_") + [""])[:3]
+            for code in ("200", "409"):  # every code of a request counts
+                lines.append(f'apiserver_request_total{{code="{code}",resource="{resource}",'
+                             f'subresource="{subresource}",verb="{verb.upper()}"}} {value / 2}')
+        self.body = "\n".join(lines) + "\n"
+
+    def text(self, path):
+        assert path == "/metrics"
+        return self.body
+
+
+def test_api_writes_per_object_leave_out_the_benchmarks_own_requests_and_the_harness():
+    objects = 40
+    before = write_counts(MetricsApi(post_echoes=7, patch_echoes=3, apply_echoes_status=2, post_events=5,
+                                     put_leases=11, get_echoes=100))
+    after = write_counts(MetricsApi(post_echoes=7 + objects, patch_echoes=3 + objects, apply_echoes_status=2 + objects,
+                                    post_events=5 + 2 * objects, put_leases=11 + 9, get_echoes=100 + 3 * objects))
+    # The create phase's own POST per object is the benchmark's; reads and leases are not counted.
+    assert phase_writes(before, after, "create", objects) == {
+        "PATCH echoes": 1.0, "APPLY echoes/status": 1.0, "POST events": 2.0}
