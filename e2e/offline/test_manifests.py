@@ -204,6 +204,20 @@ def test_the_benchmarks_jaeger_has_no_tail_sampling():
     assert "E2E_JAEGER_TAIL_SAMPLING=0" in (ROOT / "e2e" / "bench" / "run").read_text()
 
 
+def test_the_scale_benchmarks_jaeger_has_room_and_keeps_the_rest():
+    """The benchmark at scale checks every trace of 10,000 objects: its Jaeger keeps more in
+    memory than deploy/'s, and nothing else in the configuration changes."""
+    plain = yaml.safe_load(render.jaeger_config(tail_sampling=False))
+    sized = yaml.safe_load(render.jaeger_config(tail_sampling=False, max_traces=250_000))
+    backends = sized["extensions"]["jaeger_storage"]["backends"]
+    assert [b["memory"]["max_traces"] for b in backends.values()] == [250_000] * len(backends)
+    for backend in backends.values():
+        backend["memory"]["max_traces"] = None
+    for backend in plain["extensions"]["jaeger_storage"]["backends"].values():
+        backend["memory"]["max_traces"] = None
+    assert sized == plain
+
+
 def test_dockerfile_passes_hadolint():
     # The venv's bin directory is not on PATH when pytest runs as target/venv/bin/python.
     hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
