@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use echo_operator::crd::Echo;
-use echo_operator::operator::calls::echo_client::{EchoClient, RetryConfig};
 use echo_operator::operator::process::health::Readiness;
 use echo_operator::operator::process::leader::{Fence, Role};
 use echo_operator::operator::reconcile::error::Error;
@@ -145,18 +144,7 @@ async fn past_its_deadline_a_leader_sends_no_further_echo_attempt() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = EchoClient::new(
-        format!("http://{addr}").parse().expect("url"),
-        &RetryConfig::default(),
-        None,
-        fence,
-    )
-    .expect("client");
+    let client = support::echo_stub::client_of(app, fence).await;
 
     let err = client
         .put("default", "fenced", &spec("m"), &Default::default())

@@ -6,7 +6,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use echo_operator::operator::calls::echo_client::{EchoClient, RetryConfig};
 use echo_operator::operator::process::leader::Fence;
 use echo_operator::operator::reconcile::error::Error;
 use support::{
@@ -94,7 +93,6 @@ async fn shutdown_abandons_a_long_reconcile_after_the_grace_period_and_its_spans
 
 #[tokio::test]
 async fn an_oversized_echo_answer_is_refused_not_buffered() {
-    echo_operator::tls::install_crypto_provider();
     let huge = "x".repeat(echo_operator::echo_api::MAX_REPLY_BYTES + 1);
     let app = axum::Router::new().route(
         "/v1/echoes/{namespace}/{name}",
@@ -103,18 +101,7 @@ async fn an_oversized_echo_answer_is_refused_not_buffered() {
             async move { huge }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = EchoClient::new(
-        format!("http://{addr}").parse().expect("url"),
-        &RetryConfig::default(),
-        None,
-        Fence::always_open(),
-    )
-    .expect("client");
+    let client = support::echo_stub::client_of(app, Fence::always_open()).await;
     let err = client
         .put("default", "big", &spec("m"), &Default::default())
         .await

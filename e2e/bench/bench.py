@@ -141,8 +141,13 @@ class Bench:
 
     def start_echo_server(self, mode, label):
         port = free_port()
+        # The store's budgets (10,000 echoes, 5,000 a namespace) are a deployment's; a round
+        # holds all its objects in one namespace.
+        room = max(10_000, self.args.objects)
         env = {
             "RUST_LOG": "info",
+            "ECHO_MAX_ENTRIES": str(room),
+            "ECHO_MAX_ENTRIES_PER_NAMESPACE": str(room),
             "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name=echo-tracing,k8s.pod.name=echo-server-{label}",
             **telemetry_env(mode, os.environ["E2E_OTLP_HTTP"], "http/protobuf", free_port()),
         }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod echo_process;
+pub mod echo_stub;
 pub mod eventually;
 pub mod fake_api;
 pub mod fixtures;
