@@ -111,8 +111,8 @@ start_kind_docker() {
     local network=(--iptables=false --ip-forward=false --bridge=none)
     if [[ "$mode" == network ]]; then
         network=()
-        iptables-save >"$KIND_RUN/iptables.saved"
-        ip6tables-save >"$KIND_RUN/ip6tables.saved"
+        firewall_save iptables >"$KIND_RUN/iptables.saved"
+        firewall_save ip6tables >"$KIND_RUN/ip6tables.saved"
         network_settings >"$KIND_RUN/settings.saved"
         bridges >"$KIND_RUN/bridges.saved"
         firewall_rules >"$KIND_RUN/firewall.before"
@@ -168,13 +168,6 @@ stop_kind_docker() {
         status=1
     fi
     if [[ -f "$KIND_RUN/iptables.saved" ]]; then
-        # Our own rules by name: a restore leaves a table alone that the save did not list
-        # (ip6tables' filter table, here, before the first rule went into it).
-        local proto
-        for proto in "${KIND_REJECTS[@]}"; do
-            # shellcheck disable=SC2086 # the rule's own arguments
-            while ip6tables -D FORWARD -i br-+ ! -o br-+ -m comment --comment e2e-kind $proto 2>/dev/null; do :; done
-        done
         iptables-restore <"$KIND_RUN/iptables.saved" || status=1
         ip6tables-restore <"$KIND_RUN/ip6tables.saved" || status=1
         local setting value
@@ -206,6 +199,14 @@ stop_kind_docker() {
 docker_answers() { [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1; }
 bridges() { ip -o link show type bridge | awk -F': ' '{print $2}'; }
 new_bridges() { bridges | grep -vxF -f "$KIND_RUN/bridges.saved"; }
+# firewall_save iptables|ip6tables: the tables firewall_rules compares, each named even when
+# it does not exist yet: a restore leaves alone a table its save did not list, and on a fresh
+# machine dockerd creates the filter and nat tables (a plain iptables-save lists none there;
+# `-t TABLE` prints an absent table as empty).
+firewall_save() {
+    local table
+    for table in filter nat mangle; do "$1-save" -t "$table" || return 1; done
+}
 firewall_rules() {
     for table in filter nat mangle; do iptables -t "$table" -S; done
     for table in filter nat mangle; do ip6tables -t "$table" -S; done
