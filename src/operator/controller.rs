@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use kube::ResourceExt;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
@@ -76,6 +77,13 @@ pub async fn run_while_leading<S>(
     }
 }
 
+/// What the cache keeps of an object: all but `metadata.managedFields`, which nothing here
+/// reads (status is written by server-side apply, which needs no copy of them) and which
+/// held a large share of the operator's memory per object (docs/performance.md).
+fn without_managed_fields(echo: &mut Echo) {
+    echo.managed_fields_mut().clear();
+}
+
 /// Runs the controller over `events` until `shutdown` resolves. Production passes the
 /// watcher's stream; tests pass events of their own.
 pub async fn run_controller<S>(
@@ -101,7 +109,7 @@ pub async fn run_controller<S>(
         move |object_ref: &str| ctx.forget(object_ref)
     };
     let triggers = watch::traced_triggers(
-        events.reflect(writer),
+        events.modify(without_managed_fields).reflect(writer),
         ctx.links.clone(),
         ctx.metrics.clone(),
         gone,
@@ -128,4 +136,39 @@ pub async fn run_controller<S>(
             }
         });
     grace.bound("reconciles", controller).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+    use crate::crd::{EchoSpec, FINALIZER, TRACEPARENT_ANNOTATION};
+
+    #[test]
+    fn the_cache_drops_managed_fields_and_keeps_what_the_reconcile_reads() {
+        let spec = EchoSpec {
+            message: "hello".into(),
+            delay_ms: None,
+            fail_first: Some(1),
+        };
+        let mut echo = Echo::new("a", spec);
+        echo.metadata.generation = Some(3);
+        echo.annotations_mut()
+            .insert(TRACEPARENT_ANNOTATION.into(), "00-x".into());
+        echo.finalizers_mut().push(FINALIZER.into());
+        *echo.managed_fields_mut() = vec![ManagedFieldsEntry {
+            manager: Some("echo-operator".into()),
+            ..ManagedFieldsEntry::default()
+        }];
+        let before = echo.clone();
+
+        without_managed_fields(&mut echo);
+
+        assert!(echo.managed_fields().is_empty());
+        assert_eq!(echo.metadata.generation, before.metadata.generation);
+        assert_eq!(echo.annotations(), before.annotations());
+        assert_eq!(echo.finalizers(), before.finalizers());
+        assert_eq!(echo.spec, before.spec);
+    }
 }
