@@ -199,17 +199,20 @@ stop_kind_docker() {
 docker_answers() { [[ -S "$KIND_SOCK" ]] && "${DOCKER[@]}" info >/dev/null 2>&1; }
 bridges() { ip -o link show type bridge | awk -F': ' '{print $2}'; }
 new_bridges() { bridges | grep -vxF -f "$KIND_RUN/bridges.saved"; }
-# firewall_save iptables|ip6tables: the tables firewall_rules compares, each named even when
-# it does not exist yet: a restore leaves alone a table its save did not list, and on a fresh
-# machine dockerd creates the filter and nat tables (a plain iptables-save lists none there;
-# `-t TABLE` prints an absent table as empty).
+# The tables the kind mode's dockerd may change, saved, put back and compared.
+FIREWALL_TABLES=(filter nat mangle)
+# firewall_save iptables|ip6tables: each table named even when it does not exist yet: a
+# restore leaves alone a table its save did not list, and on a fresh machine dockerd creates
+# the filter and nat tables (a plain iptables-save lists none there; `-t TABLE` prints an
+# absent table as empty).
 firewall_save() {
     local table
-    for table in filter nat mangle; do "$1-save" -t "$table" || return 1; done
+    for table in "${FIREWALL_TABLES[@]}"; do "$1-save" -t "$table" || return 1; done
 }
 firewall_rules() {
-    for table in filter nat mangle; do iptables -t "$table" -S; done
-    for table in filter nat mangle; do ip6tables -t "$table" -S; done
+    local table
+    for table in "${FIREWALL_TABLES[@]}"; do iptables -t "$table" -S; done
+    for table in "${FIREWALL_TABLES[@]}"; do ip6tables -t "$table" -S; done
 }
 # settings_now FILE: the current values of the settings FILE lists (as network_settings writes it).
 settings_now() {

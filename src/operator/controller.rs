@@ -147,12 +147,7 @@ mod tests {
 
     #[test]
     fn the_cache_drops_managed_fields_and_keeps_what_the_reconcile_reads() {
-        let spec = EchoSpec {
-            message: "hello".into(),
-            delay_ms: None,
-            fail_first: Some(1),
-        };
-        let mut echo = Echo::new("a", spec);
+        let mut echo = Echo::new("a", EchoSpec::new("hello").fail_first(1));
         echo.metadata.generation = Some(3);
         echo.annotations_mut()
             .insert(TRACEPARENT_ANNOTATION.into(), "00-x".into());
