@@ -12,6 +12,8 @@
 //! Parsing never fails: an invalid value is replaced by the specification's default and
 //! reported as a warning, because telemetry must never stop the program it observes.
 
+use std::io::IsTerminal;
+
 use super::sampling::LINKED_TRACEIDRATIO;
 
 /// How spans leave the process.
@@ -55,6 +57,9 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// `LOG_FORMAT=json` gives one JSON object a line.
     pub json_logs: bool,
+    /// Colour escapes in the text log: only when stdout is a terminal and `NO_COLOR` is
+    /// unset. A pod's log is a file, where escapes are noise (and cost a write per field).
+    pub ansi: bool,
     /// Problems found while reading the variables, logged once logging works.
     pub warnings: Vec<String>,
 }
@@ -62,10 +67,15 @@ pub struct TelemetryConfig {
 impl TelemetryConfig {
     /// Reads the process environment.
     pub fn from_env(default_service_name: &str) -> Self {
-        Self::from_lookup(default_service_name, |key| std::env::var(key).ok())
+        Self {
+            ansi: std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            ..Self::from_lookup(default_service_name, |key| std::env::var(key).ok())
+        }
     }
 
     /// Reads variables through `get`, so tests need not touch the process environment.
+    /// Never colours the log: that depends on the terminal, not on a variable.
     pub fn from_lookup(default_service_name: &str, get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |key: &str| {
             get(key)
@@ -135,6 +145,7 @@ impl TelemetryConfig {
             sampler,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             json_logs: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            ansi: false,
             warnings,
         }
     }

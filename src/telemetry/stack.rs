@@ -70,7 +70,9 @@ where
         EnvFilter::new("info")
     });
     let log_layer = layers.log.then(|| {
-        let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(config.ansi);
         if config.json_logs {
             layer.json().with_filter(log_filter).boxed()
         } else {
@@ -158,4 +160,57 @@ fn provider<E: SpanExporter + 'static>(
         }
     }
     builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("a poisoned sink"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_that_is_no_terminal_gets_no_colour_escapes() {
+        let config = TelemetryConfig::from_lookup("stack-test", |_| None);
+        let sink = Captured::default();
+        let writer = sink.clone();
+        let built = build::<opentelemetry_otlp::SpanExporter, _>(
+            &config,
+            None,
+            Layers::ALL,
+            None,
+            move || writer.clone(),
+        );
+        tracing::dispatcher::with_default(&built.dispatch, || {
+            let span = tracing::info_span!("reconcile", k8s.object.name = "demo");
+            span.in_scope(|| tracing::warn!(attempt = 2, "echo service answered 503"));
+        });
+        let log = String::from_utf8_lossy(&sink.0.lock().expect("the sink")).into_owned();
+        assert!(log.contains("echo service answered 503"), "{log}");
+        assert!(
+            log.contains("k8s.object.name"),
+            "the span's fields are in the line: {log}"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "colour escapes in a log file: {log:?}"
+        );
+    }
 }

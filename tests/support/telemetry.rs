@@ -36,6 +36,7 @@ fn shared() -> &'static Shared {
             sampler: SAMPLER.get().cloned().unwrap_or(SamplerChoice::Sdk),
             log_filter: "warn".into(),
             json_logs: false,
+            ansi: false,
             warnings: Vec::new(),
         };
         // Built off any async runtime: the blocking HTTP exporter must not live inside one.
