@@ -7,9 +7,8 @@
 //! trace gives a new Event, and only a word-for-word repeat (with tracing off, say) is
 //! counted on the existing one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
@@ -17,15 +16,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType, Reporter};
 
+use super::event_series::{RecentSeries, SeriesKey};
 use crate::crd::K8S_TRACEPARENT_ANNOTATION;
 use crate::lock::lock;
 
-/// How long a published event can still be folded into; Kubernetes keeps Events for an hour,
-/// and the upstream recorder uses the same window.
-const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
-/// Series remembered at most; the oldest are forgotten first (a forgotten one is just
-/// published again as a new Event).
-const MAX_REMEMBERED: usize = 4096;
 /// The API server refuses an Event whose note is longer (bytes).
 const MAX_NOTE: usize = 1024;
 /// Nor may an object's name be longer, the Event's included.
@@ -58,25 +52,10 @@ fn event_name(object: &str, now: jiff::Timestamp) -> String {
     format!("{prefix}.{suffix}")
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    regarding: (Option<String>, Option<String>, Option<String>),
-    type_: &'static str,
-    reason: String,
-    action: String,
-    note: Option<String>,
-}
-
-struct Published {
-    name: String,
-    count: i32,
-    last_observed: jiff::Timestamp,
-}
-
 pub struct EventRecorder {
     client: kube::Client,
     reporter: Reporter,
-    published: Mutex<HashMap<SeriesKey, Published>>,
+    published: Mutex<RecentSeries>,
 }
 
 impl EventRecorder {
@@ -88,7 +67,7 @@ impl EventRecorder {
         }
     }
 
-    /// Event series remembered now (bounded by `MAX_REMEMBERED`).
+    /// Event series remembered now (bounded, see [`RecentSeries`]).
     pub fn remembered(&self) -> usize {
         self.lock().len()
     }
@@ -116,7 +95,8 @@ impl EventRecorder {
         };
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        let (name, count) = match self.next_in_series(&key, now) {
+        let next_in_series = self.lock().next(&key, now);
+        let (name, count) = match next_in_series {
             Some((name, count)) => {
                 let series = serde_json::json!({
                     "series": EventSeries { count, last_observed_time: MicroTime(now) }
@@ -137,37 +117,8 @@ impl EventRecorder {
                 (created.metadata.name.unwrap_or_default(), 1)
             }
         };
-        self.remember(key, name, count, now);
+        self.lock().remember(key, name, count, now);
         Ok(())
-    }
-
-    /// The name and next count of the series `key` continues, if it is recent enough.
-    fn next_in_series(&self, key: &SeriesKey, now: jiff::Timestamp) -> Option<(String, i32)> {
-        let published = self.lock();
-        let last = published.get(key)?;
-        let age = now.duration_since(last.last_observed).unsigned_abs();
-        (age < SERIES_WINDOW).then(|| (last.name.clone(), last.count.saturating_add(1)))
-    }
-
-    fn remember(&self, key: SeriesKey, name: String, count: i32, now: jiff::Timestamp) {
-        let mut published = self.lock();
-        published.retain(|_, p| now.duration_since(p.last_observed).unsigned_abs() < SERIES_WINDOW);
-        if published.len() >= MAX_REMEMBERED
-            && let Some(oldest) = published
-                .iter()
-                .min_by_key(|(_, p)| p.last_observed)
-                .map(|(k, _)| k.clone())
-        {
-            published.remove(&oldest);
-        }
-        published.insert(
-            key,
-            Published {
-                name,
-                count,
-                last_observed: now,
-            },
-        );
     }
 
     fn new_event(
@@ -204,7 +155,7 @@ impl EventRecorder {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SeriesKey, Published>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentSeries> {
         lock(&self.published)
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod error;
+pub mod event_series;
 pub mod events;
 pub mod finalizer;
 pub mod outcome;
