@@ -163,6 +163,33 @@ fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
             without(|l| l.otel = false),
             true,
         ),
+        // The least this stack can do and still give spans trace ids: the registry and
+        // tracing-opentelemetry's layer with the SDK behind it, nothing exported, no log.
+        // Minus the registry-only row, it is the floor of what recording costs (mode R).
+        (
+            "floor: OpenTelemetry alone, recorded",
+            config(false),
+            Layers {
+                log: false,
+                otel: true,
+                parenting: false,
+                counting: false,
+            },
+            false,
+        ),
+        // The same handing every span to the batch processor and an exporter that discards:
+        // the floor of exporting (mode C) before any encoding.
+        (
+            "floor: OpenTelemetry alone, exported",
+            config(false),
+            Layers {
+                log: false,
+                otel: true,
+                parenting: false,
+                counting: false,
+            },
+            true,
+        ),
         (
             "no layer (registry only)",
             config(false),
