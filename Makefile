@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-scale bench-spans profile-echo bench-smoke up down
+.PHONY: test lint unit offline kind-config tilt-check kind-smoke kind kind-or-skip kind-down e2e faults bench bench-scale bench-spans profile-echo profile-operator bench-smoke up down
 
 VENV := target/venv
 
@@ -74,6 +74,12 @@ bench-spans:
 ## Where the echo-server's CPU goes under wrk, by component (perf; MODE=A, R or C).
 profile-echo:
 	e2e/bench/profile-echo $(or $(MODE),C)
+
+## Where a traced reconcile's CPU goes (perf; not in `make test`; 8 min): the benchmark's round in
+## modes A and B, twice, every round's operator sampled; prints µs per reconcile by component.
+profile-operator:
+	e2e/bench/run --modes AB --rounds 2 --load-rounds 0 --out target/profile-operator --perf target/profile-operator/perf
+	python3 e2e/bench/profile_operator.py target/profile-operator/results.json target/profile-operator/perf
 
 bench-smoke:
 	e2e/bench/run --smoke

@@ -19,6 +19,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -202,6 +203,7 @@ class Bench:
         except BaseException:
             echo.stop()
             raise
+        recorder = self.record_with_perf(operator, label)
         timeout = max(120, n // 2)
         harness_before = harness_cpu(self.state)
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
@@ -269,9 +271,21 @@ class Bench:
             if tracker:
                 tracker.close()
             operator.stop()
+            if recorder:
+                recorder.wait(30)  # perf stops when the operator exits
             echo.stop()
             self.api.request("DELETE", f"/api/v1/namespaces/{namespace}")
         return result
+
+    def record_with_perf(self, operator, label):
+        """With --perf DIR: perf samples this round's operator until it exits, into
+        DIR/operator-LABEL.data (e2e/bench/profile_operator.py sums it per component)."""
+        if not self.args.perf:
+            return None
+        Path(self.args.perf).mkdir(parents=True, exist_ok=True)
+        data = Path(self.args.perf, f"operator-{label}.data")
+        return subprocess.Popen(["perf", "record", "--quiet", "-F", "999", "-p", str(operator.process.pid),
+                                 "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def echo_load(self):
         """wrk against the echo-server alone, interleaved: off (A), recorded only (R), exporting
@@ -337,6 +351,8 @@ def main():
     parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk in A R C B (default 3)")
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    parser.add_argument("--perf", metavar="DIR",
+                        help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
     args = parser.parse_args()
 
     bench = Bench(args)
