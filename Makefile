@@ -75,7 +75,7 @@ bench-spans:
 profile-echo:
 	e2e/bench/profile-echo $(or $(MODE),C)
 
-## Where a traced reconcile's CPU goes (perf; not in `make test`; 8 min): the benchmark's round in
+## Where a traced reconcile's CPU goes (perf; not in `make test`; 3 min): the benchmark's round in
 ## modes A and B, twice, every round's operator sampled; prints µs per reconcile by component.
 profile-operator:
 	e2e/bench/run --modes AB --rounds 2 --load-rounds 0 --out target/profile-operator --perf target/profile-operator/perf
