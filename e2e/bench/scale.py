@@ -109,6 +109,8 @@ def main():
     parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     parser.add_argument("--out", default=str(ROOT / "target" / "bench-scale"))
+    parser.add_argument("--perf", metavar="DIR",
+                        help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
 
