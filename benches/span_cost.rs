@@ -128,6 +128,15 @@ fn config(json_logs: bool) -> TelemetryConfig {
     }
 }
 
+/// The least this stack can do and still give spans trace ids: the registry and
+/// tracing-opentelemetry's layer with the SDK behind it, no log, no parenting, no counters.
+const FLOOR: Layers = Layers {
+    log: false,
+    otel: true,
+    parenting: false,
+    counting: false,
+};
+
 /// Each row: a name, the configuration, the layers, and whether spans are exported.
 fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
     let without = |change: fn(&mut Layers)| {
@@ -163,18 +172,11 @@ fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
             without(|l| l.otel = false),
             true,
         ),
-        // The least this stack can do and still give spans trace ids: the registry and
-        // tracing-opentelemetry's layer with the SDK behind it, nothing exported, no log.
-        // Minus the registry-only row, it is the floor of what recording costs (mode R).
+        // Minus the registry-only row: the floor of what recording costs (mode R).
         (
             "floor: OpenTelemetry alone, recorded",
             config(false),
-            Layers {
-                log: false,
-                otel: true,
-                parenting: false,
-                counting: false,
-            },
+            FLOOR,
             false,
         ),
         // The same handing every span to the batch processor and an exporter that discards:
@@ -182,12 +184,7 @@ fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
         (
             "floor: OpenTelemetry alone, exported",
             config(false),
-            Layers {
-                log: false,
-                otel: true,
-                parenting: false,
-                counting: false,
-            },
+            FLOOR,
             true,
         ),
         (
