@@ -29,7 +29,7 @@ from api_writes import phase_writes, write_counts
 from kube_api import GROUP, KubeApi
 from load import run_wrk
 from plot import plot
-from programs import MODES, Program, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
+from programs import MODES, OPERATOR_EXPORT_BATCH, Program, add_operator_env_option, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
@@ -170,7 +170,8 @@ class Bench:
             "POD_NAMESPACE": "echo-tracing",
             "RUST_LOG": "info",
             "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name=echo-tracing,k8s.pod.name=operator-{label}",
-            **telemetry_env(mode, os.environ["E2E_OTLP_GRPC"], "grpc", free_port()),
+            **telemetry_env(mode, os.environ["E2E_OTLP_GRPC"], "grpc", free_port(), OPERATOR_EXPORT_BATCH),
+            **dict(self.args.operator_env),
         }
         program = Program(
             f"operator {label}",
@@ -353,10 +354,12 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
     parser.add_argument("--perf", metavar="DIR",
                         help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
+    add_operator_env_option(parser)
     args = parser.parse_args()
 
     bench = Bench(args)
     results = {"machine": machine(), "objects": args.objects, "rounds": [], "modes": MODES,
+               "operator_env": dict(args.operator_env),
                "binaries": args.bin_dir, "expected_spans_per_trace": list(EXPECTED)}
     for index in range(1, args.rounds + 1):
         for mode in args.modes:

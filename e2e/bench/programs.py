@@ -1,6 +1,7 @@
 """The operator and the echo-server as the benchmark runs them: started fresh for every round
 with the telemetry settings of its mode, measured from /proc, stopped before the next."""
 
+import argparse
 import os
 import signal
 import subprocess
@@ -28,20 +29,42 @@ def free_port():
     return free_ports(1)[0]
 
 
-def telemetry_env(mode, endpoint, protocol, closed_port):
+def telemetry_env(mode, endpoint, protocol, closed_port, batch_size=None):
     """The OTEL_* variables of a mode. B and C differ only in where the exporter points; the
-    0.5 s batch delay is deploy/'s (the SDK's default of 5 s delays every trace by that)."""
+    0.5 s batch delay is deploy/'s (the SDK's default of 5 s delays every trace by that), and
+    so is `batch_size`, the spans per export (deploy/ sets 256 for the operator only)."""
     if mode == "A":
         return {"OTEL_SDK_DISABLED": "true"}
     if mode == "R":
         return {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
     target = endpoint if mode == "B" else f"127.0.0.1:{closed_port}"
-    return {
+    env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{target}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         "OTEL_BSP_SCHEDULE_DELAY": "500",
     }
+    if batch_size is not None:
+        env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = str(batch_size)
+    return env
+
+
+# deploy/30-operator.yaml's OTEL_BSP_MAX_EXPORT_BATCH_SIZE.
+OPERATOR_EXPORT_BATCH = 256
+
+
+def add_operator_env_option(parser):
+    """`--operator-env NAME=VALUE`: a variable added to the operator's environment in every
+    mode, to compare a setting side by side (run the benchmark with and without it)."""
+
+    def pair(text):
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+        return name, value
+
+    parser.add_argument("--operator-env", metavar="NAME=VALUE", type=pair, action="append", default=[],
+                        help="one more variable in the operator's environment, in every mode (repeatable)")
 
 
 def http_get(url, timeout=5):
