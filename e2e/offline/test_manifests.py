@@ -204,6 +204,23 @@ def test_the_benchmarks_jaeger_has_no_tail_sampling():
     assert "E2E_JAEGER_TAIL_SAMPLING=0" in (ROOT / "e2e" / "bench" / "run").read_text()
 
 
+def test_the_benchmark_and_the_harness_run_the_operator_with_deploys_batch_settings():
+    """make bench and the e2e harness measure and test the operator as deploy/ ships it: the
+    same schedule delay and spans per export (the export batch sets its peak memory)."""
+    from bench.programs import OPERATOR_EXPORT_BATCH, telemetry_env
+
+    deployed = {e["name"]: e.get("value") for e in dict(pod_specs())["echo-operator"]["containers"][0]["env"]}
+    benched = telemetry_env("B", "127.0.0.1:4317", "grpc", 9, OPERATOR_EXPORT_BATCH)
+    # e2e/up starts the operator with the only gRPC exporter among its programs.
+    harness = [line for line in (ROOT / "e2e" / "up").read_text().splitlines()
+               if "OTEL_EXPORTER_OTLP_PROTOCOL=grpc" in line]
+    assert len(harness) == 1, harness
+    for name in ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
+        assert deployed.get(name), f"deploy/ sets no {name} for the operator"
+        assert benched.get(name) == deployed[name], name
+        assert f"{name}={deployed[name]}" in harness[0].split(), name
+
+
 def test_the_scale_benchmarks_jaeger_has_room_and_keeps_the_rest():
     """The benchmark at scale checks every trace of 10,000 objects: its Jaeger keeps more in
     memory than deploy/'s, and nothing else in the configuration changes."""
