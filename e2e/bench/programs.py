@@ -29,10 +29,14 @@ def free_port():
     return free_ports(1)[0]
 
 
+# deploy/30-operator.yaml's OTEL_BSP_MAX_EXPORT_BATCH_SIZE.
+OPERATOR_EXPORT_BATCH = 256
+
+
 def telemetry_env(mode, endpoint, protocol, closed_port, batch_size=None):
     """The OTEL_* variables of a mode. B and C differ only in where the exporter points; the
     0.5 s batch delay is deploy/'s (the SDK's default of 5 s delays every trace by that), and
-    so is `batch_size`, the spans per export (deploy/ sets 256 for the operator only)."""
+    so is `batch_size`, the spans per export (OPERATOR_EXPORT_BATCH, the operator's only)."""
     if mode == "A":
         return {"OTEL_SDK_DISABLED": "true"}
     if mode == "R":
@@ -47,10 +51,6 @@ def telemetry_env(mode, endpoint, protocol, closed_port, batch_size=None):
     if batch_size is not None:
         env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = str(batch_size)
     return env
-
-
-# deploy/30-operator.yaml's OTEL_BSP_MAX_EXPORT_BATCH_SIZE.
-OPERATOR_EXPORT_BATCH = 256
 
 
 def add_operator_env_option(parser):

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from bench.programs import OPERATOR_EXPORT_BATCH, telemetry_env
 from lib import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,8 +208,6 @@ def test_the_benchmarks_jaeger_has_no_tail_sampling():
 def test_the_benchmark_and_the_harness_run_the_operator_with_deploys_batch_settings():
     """make bench and the e2e harness measure and test the operator as deploy/ ships it: the
     same schedule delay and spans per export (the export batch sets its peak memory)."""
-    from bench.programs import OPERATOR_EXPORT_BATCH, telemetry_env
-
     deployed = {e["name"]: e.get("value") for e in dict(pod_specs())["echo-operator"]["containers"][0]["env"]}
     benched = telemetry_env("B", "127.0.0.1:4317", "grpc", 9, OPERATOR_EXPORT_BATCH)
     # e2e/up starts the operator with the only gRPC exporter among its programs.
