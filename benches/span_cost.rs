@@ -5,13 +5,12 @@
 //! costs. `cargo bench --bench span_cost`; `make bench-spans` prints the table.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use echo_operator::operator::watch::trace_links::TraceLinks;
 use echo_operator::telemetry::http_span::{self, ClientRequest, ServerRequest, Side};
 use echo_operator::telemetry::stack::{self, Layers};
-use echo_operator::telemetry::{ParentResolver, TelemetryConfig, propagation};
+use echo_operator::telemetry::{TelemetryConfig, propagation};
 use http::{Method, StatusCode, Version};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
@@ -69,16 +68,20 @@ fn call(step: &'static str, method: &Method, template: &str) {
     });
 }
 
-/// The operator's span work for one create: kube-runtime's span, the reconcile, the
-/// finalizer patch, the echo call, the status write and the Event, with their CLIENT spans.
-fn reconcile() {
+const OBJECT_REF: &str = "Echo.v1alpha1.tracing.example.com/bench.default";
+
+/// The operator's span work for one create: kube-runtime's span given its parent by the
+/// trace hand-over, the reconcile, the finalizer patch, the echo call, the status write and
+/// the Event, with their CLIENT spans.
+fn reconcile(links: &TraceLinks) {
     let runtime = tracing::info_span!(
         parent: None,
         "reconciling object",
-        object.ref = "Echo.v1alpha1.tracing.example.com/bench.default",
+        object.ref = OBJECT_REF,
         object.reason = "object updated",
     );
     runtime.in_scope(|| {
+        let _ = runtime.set_parent(links.start_reconcile(OBJECT_REF.into()).parent);
         let span = tracing::info_span!(
             "reconcile",
             otel.name = "reconcile Echo",
@@ -129,11 +132,10 @@ fn config(json_logs: bool) -> TelemetryConfig {
 }
 
 /// The least this stack can do and still give spans trace ids: the registry and
-/// tracing-opentelemetry's layer with the SDK behind it, no log, no parenting, no counters.
+/// tracing-opentelemetry's layer with the SDK behind it, no log, no counters.
 const FLOOR: Layers = Layers {
     log: false,
     otel: true,
-    parenting: false,
     counting: false,
 };
 
@@ -152,12 +154,6 @@ fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
             "without span counters",
             config(false),
             without(|l| l.counting = false),
-            true,
-        ),
-        (
-            "without ParentingLayer",
-            config(false),
-            without(|l| l.parenting = false),
             true,
         ),
         (
@@ -203,15 +199,15 @@ fn span_cost(c: &mut Criterion) {
     let mut headers = http::HeaderMap::new();
     headers.insert("traceparent", http::HeaderValue::from_static(TRACEPARENT));
     for (name, config, layers, exporting) in stacks() {
-        let resolver: Arc<dyn ParentResolver> = Arc::new(TraceLinks::default());
+        let links = TraceLinks::default();
         let exporter = exporting.then_some(Discard);
-        let built = stack::build(&config, Some(resolver), layers, exporter, std::io::sink);
+        let built = stack::build(&config, layers, exporter, std::io::sink);
         tracing::dispatcher::with_default(&built.dispatch, || {
             let mut group = c.benchmark_group(name);
             group.bench_function("echo request (2 spans)", |b| {
                 b.iter(|| echo_request(black_box(&headers)))
             });
-            group.bench_function("reconcile (9 spans)", |b| b.iter(reconcile));
+            group.bench_function("reconcile (9 spans)", |b| b.iter(|| reconcile(&links)));
             group.finish();
         });
         if let Some(provider) = built.provider {

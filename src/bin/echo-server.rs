@@ -62,7 +62,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let telemetry = match telemetry::init(&TelemetryConfig::from_env("echo-server"), None) {
+    let telemetry = match telemetry::init(&TelemetryConfig::from_env("echo-server")) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("echo-server: {err}");

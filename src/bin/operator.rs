@@ -15,7 +15,6 @@ use echo_operator::operator::calls::echo_client::RetryConfig;
 use echo_operator::operator::process::health::{self, Readiness};
 use echo_operator::operator::process::leader::{self, Election, Fence, LeaseConfig};
 use echo_operator::operator::process::metrics::Metrics;
-use echo_operator::operator::watch::trace_links::TraceLinks;
 use echo_operator::operator::{self, LoopConfig, Settings};
 use echo_operator::shutdown::{self, Stop};
 use echo_operator::telemetry::{self, TelemetryConfig};
@@ -235,11 +234,7 @@ async fn main() -> ExitCode {
         eprintln!("operator: {problem}");
         return ExitCode::from(2);
     }
-    let links = Arc::new(TraceLinks::default());
-    let telemetry = match telemetry::init(
-        &TelemetryConfig::from_env("echo-operator"),
-        Some(links.clone()),
-    ) {
+    let telemetry = match telemetry::init(&TelemetryConfig::from_env("echo-operator")) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("operator: {err}");
@@ -247,7 +242,7 @@ async fn main() -> ExitCode {
         }
     };
     let metrics = Arc::new(Metrics::new(&telemetry.span_counters()));
-    let code = match run(args, links, metrics).await {
+    let code = match run(args, metrics).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "operator failed");
@@ -279,7 +274,7 @@ fn clients(
     Ok((watch_client, client))
 }
 
-async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Result<(), RunError> {
+async fn run(args: Args, metrics: Arc<Metrics>) -> Result<(), RunError> {
     // First: a SIGTERM during start-up must already find the handler in place.
     let stop = Stop::on(shutdown::signal());
     shutdown::exit_on_second_signal();
@@ -289,7 +284,7 @@ async fn run(args: Args, links: Arc<TraceLinks>, metrics: Arc<Metrics>) -> Resul
     let config = kube::Config::infer().await?;
     let (watch_client, client) = clients(config, settings.api_timeout, list_timeout)?;
     let fence = args.fence();
-    let ctx = Arc::new(settings.context(client, links, metrics, fence.clone())?);
+    let ctx = Arc::new(settings.context(client, Arc::default(), metrics, fence.clone())?);
 
     let readiness = Readiness::with_role(!args.lease.leader_election);
     health::serve(args.health_listen, ctx.health_router(readiness.clone()))

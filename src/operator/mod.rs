@@ -12,23 +12,22 @@
 //!    what every reconcile shares.
 //!
 //! kube-runtime's scheduler sits between the watch and the reconcile and carries no trace
-//! context, so the hand-over goes around it, through the global subscriber:
+//! context, so the hand-over goes around it, keyed by the object:
 //!
 //! ```text
 //!  watch event ──► watch::traced_triggers ──► kube-runtime scheduler ──► reconcile()
-//!      │  `watch event` span, its context          │ creates and enters   ▲ runs inside
-//!      ▼  stored under the object's key            ▼ `reconciling object` │ that span
-//!  watch::trace_links::TraceLinks ◄── parent_for ── telemetry::ParentingLayer
-//!      (newest pending event → parent;      (asked in on_new_span, the only moment
-//!       older ones → links; no event → a     tracing-opentelemetry lets a parent be set,
-//!       new root; a retry also tells the     and before the SDK's sampler decides)
-//!       sampler if the failed one was sampled)
+//!      │  `watch event` span, its context          │ creates and enters     │ first poll,
+//!      ▼  stored under the object's key            ▼ `reconciling object`   │ that span not
+//!  watch::trace_links::TraceLinks ◄── start_reconcile ── reconcile::adopt ◄─┘ started yet
+//!      (newest pending event → parent;        (sets that span's parent before the SDK's
+//!       older ones → links; no event → a       sampler decides: tracing-opentelemetry
+//!       new root; a retry also tells the       starts spans lazily, context activation
+//!       sampler if the failed one was sampled)  being off)
 //! ```
 //!
-//! The key is the object's `ObjectRef` as kube-runtime prints it in the span's `object.ref`
-//! field. A reconcile with no pending event (a requeue, a retry, a resync) starts a new
-//! trace linked to the previous reconcile. [`attributes`] names what our spans say beyond the
-//! semantic conventions.
+//! The key is the object's `ObjectRef`. A reconcile with no pending event (a requeue, a
+//! retry, a resync) starts a new trace linked to the previous reconcile. [`attributes`] names
+//! what our spans say beyond the semantic conventions.
 
 pub mod watch;
 

@@ -4,12 +4,10 @@
 pub mod config;
 mod counting;
 pub mod http_span;
-pub mod parenting;
 pub mod propagation;
 pub mod sampling;
 pub mod stack;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
@@ -22,7 +20,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::metrics::SpanCounters;
 pub use config::{ExporterConfig, Protocol, SamplerChoice, TelemetryConfig};
-pub use parenting::{ParentResolver, ParentingLayer};
 pub use stack::Layers;
 
 /// How long shutdown may wait for the last spans to leave; an unreachable collector must
@@ -75,11 +72,7 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber: log output always, OpenTelemetry export when configured.
-/// `resolver` lets the operator choose parents of spans created inside kube-runtime.
-pub fn init(
-    config: &TelemetryConfig,
-    resolver: Option<Arc<dyn ParentResolver>>,
-) -> Result<Telemetry, TelemetryError> {
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut problems = Vec::new();
     let exporter = config.exporter.as_ref().and_then(|exporter| {
@@ -92,7 +85,7 @@ pub fn init(
             })
             .ok()
     });
-    let built = stack::build(config, resolver, Layers::ALL, exporter, std::io::stdout);
+    let built = stack::build(config, Layers::ALL, exporter, std::io::stdout);
     built.dispatch.try_init()?;
     for warning in built.warnings.iter().chain(&problems) {
         tracing::warn!("{warning}");

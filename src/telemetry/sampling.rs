@@ -9,11 +9,11 @@
 //! unsampled one leaves stray retries behind.
 //!
 //! Where the links come from: the SDK hands the sampler the links of the span builder. That
-//! works for spans this crate creates (`add_link` before the span starts). kube-runtime's
-//! `reconciling object` span is started by kube-runtime before any of our code runs, so its
-//! links are added afterwards and the sampler never sees them; for it the operator puts a
-//! [`LinkedSampled`] value in the parent context it chooses (see `ParentingLayer`), which the
-//! SDK passes to the sampler too.
+//! works for spans this crate creates (`add_link` before the span starts). The links of
+//! kube-runtime's `reconciling object` span are added only after it has started, so that a
+//! resync's link does not decide its sampling; for a retry or a requeue the operator puts a
+//! [`LinkedSampled`] value in the parent context it gives that span (`operator::reconcile`),
+//! which the SDK passes to the sampler too.
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};

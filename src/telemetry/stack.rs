@@ -1,9 +1,7 @@
 //! The subscriber both binaries install, as a value: a log layer, and the OpenTelemetry
-//! layer (behind [`ParentingLayer`]) feeding a batch processor and an exporter. [`build`]
+//! layer feeding a batch processor and an exporter. [`build`]
 //! makes it without installing it, so the span-cost benchmark can stack the same layers
 //! with one removed at a time and measure what each costs per span.
-
-use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
@@ -14,7 +12,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt};
 
 use super::counting::{CountingExporter, CountingProcessor};
-use super::{ParentResolver, ParentingLayer, SamplerChoice, TelemetryConfig, sampling};
+use super::{SamplerChoice, TelemetryConfig, sampling};
 use crate::metrics::SpanCounters;
 
 /// Which layers the subscriber stacks: the binaries use all of them.
@@ -24,8 +22,6 @@ pub struct Layers {
     pub log: bool,
     /// The OpenTelemetry layer and the tracer provider behind it.
     pub otel: bool,
-    /// [`ParentingLayer`] around the OpenTelemetry layer.
-    pub parenting: bool,
     /// The span counters around the batch processor and the exporter.
     pub counting: bool,
 }
@@ -34,7 +30,6 @@ impl Layers {
     pub const ALL: Self = Self {
         log: true,
         otel: true,
-        parenting: true,
         counting: true,
     };
 }
@@ -52,7 +47,6 @@ pub struct Built {
 /// are recorded for their trace ids but go nowhere) and logging to `writer`.
 pub fn build<E, W>(
     config: &TelemetryConfig,
-    resolver: Option<Arc<dyn ParentResolver>>,
     layers: Layers,
     exporter: Option<E>,
     writer: W,
@@ -89,16 +83,21 @@ where
         // thread means little on a work-stealing runtime; busy/idle time is no convention.
         // Measured by hand, side by side (echo-server exporting, under wrk): 15-20 % more
         // requests per second.
+        //
+        // Context activation off: entering a span no longer attaches its OpenTelemetry
+        // context to the thread, which cost about 25 µs per reconcile (a tokio task enters
+        // its spans at every poll; docs/performance.md). Nothing here reads
+        // `opentelemetry::Context::current()`: parents come from the current tracing span,
+        // and reqwest-tracing injects `Span::current().context()`. It also leaves a span
+        // unstarted until something asks for its context, which is what lets the operator
+        // choose the parent of kube-runtime's `reconciling object` span after kube-runtime
+        // has created and entered it (`operator::reconcile`).
         let layer = tracing_opentelemetry::layer()
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_tracer(tracer);
-        let layer = if layers.parenting {
-            ParentingLayer::new(layer, resolver).boxed()
-        } else {
-            layer.boxed()
-        };
         layer.with_filter(filter::filter_fn(exported))
     });
     let subscriber = tracing_subscriber::registry()
@@ -191,13 +190,10 @@ mod tests {
         let config = TelemetryConfig::from_lookup("stack-test", |_| None);
         let sink = Captured::default();
         let writer = sink.clone();
-        let built = build::<opentelemetry_otlp::SpanExporter, _>(
-            &config,
-            None,
-            Layers::ALL,
-            None,
-            move || writer.clone(),
-        );
+        let built =
+            build::<opentelemetry_otlp::SpanExporter, _>(&config, Layers::ALL, None, move || {
+                writer.clone()
+            });
         tracing::dispatcher::with_default(&built.dispatch, || {
             let span = tracing::info_span!("reconcile", k8s.object.name = "demo");
             span.in_scope(|| tracing::warn!(attempt = 2, "echo service answered 503"));

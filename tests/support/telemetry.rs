@@ -40,8 +40,7 @@ fn shared() -> &'static Shared {
             warnings: Vec::new(),
         };
         // Built off any async runtime: the blocking HTTP exporter must not live inside one.
-        let resolver = links.clone();
-        let telemetry = std::thread::spawn(move || telemetry::init(&config, Some(resolver)))
+        let telemetry = std::thread::spawn(move || telemetry::init(&config))
             .join()
             .expect("telemetry thread")
             .expect("telemetry init");

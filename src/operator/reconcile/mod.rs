@@ -1,5 +1,5 @@
 //! The reconcile: kube-runtime calls [`reconcile`] inside its `reconciling object` span,
-//! whose parent the watch's trace hand-over already chose. Here the `reconcile` span opens,
+//! which first gets the parent the watch's trace hand-over chose. Then the `reconcile` span opens,
 //! the steps run (finalizer, echo service, status, Event; or cleanup on delete) bounded by
 //! the reconcile timeout, and the result is counted; [`error_policy`] retries failures with
 //! per-object backoff.
@@ -30,6 +30,7 @@ use crate::operator::attributes::{
     ECHO_ATTEMPTS, LINK_SOURCE, READY_REASON, RESULT, TRIGGER, WRITES,
 };
 use crate::operator::context::Context;
+use crate::operator::watch::trace_links::Started;
 use crate::telemetry::propagation;
 use error::Error;
 use outcome::{Record, Verdict};
@@ -38,17 +39,10 @@ use steps::{Reconciliation, TraceNames};
 /// Entry point kube-runtime calls, inside its `reconciling object` span.
 pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(echo.as_ref()).to_string();
-    let started = ctx.links.take_started(&key);
-    // Coalesced watch events, or the previous reconcile: links on kube-runtime's span.
-    let runtime_span = tracing::Span::current();
-    for (link, source) in started.iter().flat_map(|s| s.links.iter()) {
-        let attributes = vec![KeyValue::new(LINK_SOURCE, *source)];
-        runtime_span.add_link_with_attributes(link.clone(), attributes);
-    }
+    let started = ctx.links.start_reconcile(key.clone());
+    adopt(&tracing::Span::current(), &started);
     let span = reconcile_span(&echo);
-    if let Some(started) = &started {
-        span.record(TRIGGER, started.trigger.as_str());
-    }
+    span.record(TRIGGER, started.trigger.as_str());
     let span_context = span.context().span().span_context().clone();
     let trace = TraceNames {
         trace_id: span_context
@@ -61,11 +55,11 @@ pub async fn reconcile(echo: Arc<Echo>, ctx: Arc<Context>) -> Result<Action, Err
     }
     ctx.links.record_reconcile(key.clone(), span_context);
     let _running = ctx.liveness.reconcile_started();
-    let started = Instant::now();
+    let began = Instant::now();
     let record = Record::default();
     async {
         let result = run_bounded(&echo, &ctx, trace, &record).await;
-        record_result(&ctx, &key, &result, started.elapsed(), &record);
+        record_result(&ctx, &key, &result, began.elapsed(), &record);
         result
     }
     .instrument(span)
@@ -79,6 +73,26 @@ pub fn error_policy(echo: Arc<Echo>, err: &Error, ctx: Arc<Context>) -> Action {
         .next_delay(&ObjectRef::from_obj(echo.as_ref()).to_string());
     tracing::info!(error = %err, retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX), "requeueing after failure");
     Action::requeue(delay)
+}
+
+/// Gives kube-runtime's `reconciling object` span (current on the reconcile's first poll) the
+/// parent and links the watch's trace hand-over chose. Entering a span does not start it
+/// (`telemetry::stack` turns context activation off) and nothing has asked for its context
+/// yet, so its parent can still change, and the sampler sees that parent.
+fn adopt(runtime_span: &tracing::Span, started: &Started) {
+    if let Err(err) = runtime_span.set_parent(started.parent.clone()) {
+        // Tracing is off, or a kube-runtime that starts its span early: the reconcile
+        // itself goes on either way.
+        tracing::debug!(error = %err, "kube-runtime's span keeps its own parent");
+    }
+    // The links go on once the span has started, out of the sampler's sight: a resync's link
+    // to the previous reconcile must not make it follow that one's decision (a retry's
+    // decision reaches the sampler in the parent context instead; see telemetry::sampling).
+    let _ = runtime_span.context();
+    for (link, source) in &started.links {
+        let attributes = vec![KeyValue::new(LINK_SOURCE, *source)];
+        runtime_span.add_link_with_attributes(link.clone(), attributes);
+    }
 }
 
 fn reconcile_span(echo: &Echo) -> tracing::Span {

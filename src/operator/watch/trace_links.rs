@@ -3,30 +3,23 @@
 //! kube-runtime decouples the two: events go into a scheduler that may merge several of them
 //! into one reconcile, and requeues and retries reconcile with no event at all. This registry
 //! remembers, per object, the span contexts of watch events that have not been reconciled
-//! yet, and the context and result of the last reconcile. When kube-runtime creates its
-//! `reconciling object` span, [`TraceLinks`] (as a [`ParentResolver`]) makes the newest
-//! pending event its parent (the newest sampled one, if the newest is not), and keeps the rest
-//! as links for the reconcile to add. With no pending event the reconcile starts a new trace
-//! that links to the previous reconcile; a retry or a requeue tells the sampler whether that
-//! one was sampled ([`LinkedSampled`]), since the link itself is added too late for it.
+//! yet, and the context and result of the last reconcile. When a reconcile starts,
+//! [`TraceLinks::start_reconcile`] makes the newest pending event the parent of kube-runtime's
+//! `reconciling object` span (the newest sampled one, if the newest is not), and the rest its
+//! links. With no pending event the reconcile starts a new trace that links to the previous
+//! reconcile; a retry or a requeue also tells the sampler whether that one was sampled
+//! ([`LinkedSampled`]), so that a sampled failure keeps its retries.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Mutex;
 
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use tracing::field::{Field, Visit};
-use tracing::span::Attributes;
 
 use crate::lock::lock;
 use crate::operator::attributes::{LINK_FROM_PREVIOUS_RECONCILE, LINK_FROM_WATCH_EVENT};
 use crate::operator::reconcile::outcome::{Trigger, Verdict};
-use crate::telemetry::ParentResolver;
 use crate::telemetry::sampling::LinkedSampled;
 
-/// The span kube-runtime wraps every reconcile in, and the field naming its object.
-const RECONCILE_SPAN: &str = "reconciling object";
-const OBJECT_REF_FIELD: &str = "object.ref";
 /// Watch events kept per object between two reconciles; older ones are dropped first.
 const MAX_PENDING: usize = 16;
 
@@ -37,10 +30,12 @@ pub struct TraceLinks {
     objects: Mutex<HashMap<String, ObjectTrace>>,
 }
 
-/// What the reconcile that just started takes: its links, each with where it came from (a
-/// `LINK_FROM_*` value), and what caused it.
-#[derive(Debug, PartialEq)]
+/// What the reconcile that starts now takes: its parent, its links, each with where it came
+/// from (a `LINK_FROM_*` value), and what caused it.
+#[derive(Debug)]
 pub struct Started {
+    /// An empty context (with perhaps a [`LinkedSampled`]) makes the reconcile a new root.
+    pub parent: opentelemetry::Context,
     pub links: Vec<(SpanContext, &'static str)>,
     pub trigger: Trigger,
 }
@@ -50,8 +45,6 @@ pub struct Started {
 struct ObjectTrace {
     /// Watch events not reconciled yet, oldest first.
     pending: Vec<SpanContext>,
-    /// For the reconcile that just started, taken once.
-    started: Option<Started>,
     /// The latest reconcile, for the next reconcile that no event triggers.
     last_reconcile: Option<SpanContext>,
     /// How the latest reconcile ended.
@@ -60,10 +53,7 @@ struct ObjectTrace {
 
 impl ObjectTrace {
     fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-            && self.started.is_none()
-            && self.last_reconcile.is_none()
-            && self.last_verdict.is_none()
+        self.pending.is_empty() && self.last_reconcile.is_none() && self.last_verdict.is_none()
     }
 }
 
@@ -79,12 +69,6 @@ impl TraceLinks {
             pending.remove(0);
         }
         pending.push(event);
-    }
-
-    /// Links and trigger of the reconcile that just started; `None` when its span was not
-    /// created through the resolver (tracing off).
-    pub fn take_started(&self, object_ref: &str) -> Option<Started> {
-        self.lock().get_mut(object_ref)?.started.take()
     }
 
     /// Remembers the reconcile so the next event-less reconcile can link to it.
@@ -132,7 +116,7 @@ impl TraceLinks {
 
     /// Decides the parent of a reconcile that starts now: a pending event, the others as
     /// links; with none, a new root linked to the previous reconcile.
-    fn start_reconcile(&self, object_ref: String) -> opentelemetry::Context {
+    pub fn start_reconcile(&self, object_ref: String) -> Started {
         let mut objects = self.lock();
         let object = objects.entry(object_ref).or_default();
         let mut events = std::mem::take(&mut object.pending);
@@ -142,16 +126,15 @@ impl TraceLinks {
             .iter()
             .rposition(SpanContext::is_sampled)
             .or(events.len().checked_sub(1));
-        let (parent, started) = match chosen {
+        match chosen {
             Some(index) => {
                 let event = events.remove(index);
                 let links = events.into_iter().map(|e| (e, LINK_FROM_WATCH_EVENT));
-                let started = Started {
+                Started {
+                    parent: opentelemetry::Context::new().with_remote_span_context(event),
                     links: links.collect(),
                     trigger: Trigger::WatchEvent,
-                };
-                let parent = opentelemetry::Context::new().with_remote_span_context(event);
-                (parent, started)
+                }
             }
             None => {
                 let trigger = Trigger::after(object.last_verdict);
@@ -161,47 +144,17 @@ impl TraceLinks {
                     parent = parent.with_value(LinkedSampled(previous.is_sampled()));
                 }
                 let links = previous.map(|p| (p, LINK_FROM_PREVIOUS_RECONCILE));
-                let started = Started {
+                Started {
+                    parent,
                     links: links.into_iter().collect(),
                     trigger,
-                };
-                (parent, started)
+                }
             }
-        };
-        object.started = Some(started);
-        parent
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectTrace>> {
         lock(&self.objects)
-    }
-}
-
-impl ParentResolver for TraceLinks {
-    fn parent_for(&self, attrs: &Attributes<'_>) -> Option<opentelemetry::Context> {
-        let meta = attrs.metadata();
-        if meta.name() != RECONCILE_SPAN || !meta.target().starts_with("kube_runtime") {
-            return None;
-        }
-        let mut visitor = ObjectRefVisitor(None);
-        attrs.record(&mut visitor);
-        visitor.0.map(|object_ref| self.start_reconcile(object_ref))
-    }
-}
-
-struct ObjectRefVisitor(Option<String>);
-
-impl Visit for ObjectRefVisitor {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == OBJECT_REF_FIELD {
-            self.0 = Some(format!("{value:?}"));
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == OBJECT_REF_FIELD {
-            self.0 = Some(value.to_owned());
-        }
     }
 }
 
@@ -224,11 +177,8 @@ mod tests {
         )
     }
 
-    fn links_of(links: &TraceLinks, object: &str) -> Vec<(SpanContext, &'static str)> {
-        links
-            .take_started(object)
-            .map(|s| s.links)
-            .unwrap_or_default()
+    fn parent_span(started: &Started) -> SpanContext {
+        started.parent.span().span_context().clone()
     }
 
     #[test]
@@ -236,19 +186,15 @@ mod tests {
         let links = TraceLinks::default();
         links.record_watch_event("a".into(), sc(1, 1));
         links.record_watch_event("a".into(), sc(2, 2));
-        let parent = links.start_reconcile("a".into());
-        assert_eq!(
-            parent.span().span_context().trace_id(),
-            TraceId::from(2u128)
+        let started = links.start_reconcile("a".into());
+        assert_eq!(parent_span(&started).trace_id(), TraceId::from(2u128));
+        assert_eq!(started.links, [(sc(1, 1), LINK_FROM_WATCH_EVENT)]);
+        assert_eq!(started.trigger, Trigger::WatchEvent);
+        let again = links.start_reconcile("a".into());
+        assert!(
+            !parent_span(&again).is_valid() && again.links.is_empty(),
+            "events are handed out once"
         );
-        assert_eq!(
-            links.take_started("a"),
-            Some(Started {
-                links: vec![(sc(1, 1), LINK_FROM_WATCH_EVENT)],
-                trigger: Trigger::WatchEvent
-            })
-        );
-        assert!(links.take_started("a").is_none(), "handed out once");
     }
 
     #[test]
@@ -256,30 +202,22 @@ mod tests {
         let links = TraceLinks::default();
         links.record_watch_event("a".into(), sc(1, 1));
         links.record_watch_event("a".into(), with_flags(2, 2, TraceFlags::default()));
-        let parent = links.start_reconcile("a".into());
-        assert_eq!(parent.span().span_context().span_id(), SpanId::from(1));
+        let started = links.start_reconcile("a".into());
+        assert_eq!(parent_span(&started).span_id(), SpanId::from(1));
         let unsampled = with_flags(2, 2, TraceFlags::default());
-        assert_eq!(links_of(&links, "a"), [(unsampled, LINK_FROM_WATCH_EVENT)]);
+        assert_eq!(started.links, [(unsampled, LINK_FROM_WATCH_EVENT)]);
     }
 
     #[test]
     fn reconcile_without_event_is_a_new_root_linked_to_the_previous_one() {
         let links = TraceLinks::default();
         links.record_reconcile("a".into(), sc(7, 7));
-        let parent = links.start_reconcile("a".into());
-        assert!(
-            !parent.span().span_context().is_valid(),
-            "must start a new trace"
-        );
+        let started = links.start_reconcile("a".into());
+        assert!(!parent_span(&started).is_valid(), "must start a new trace");
+        assert_eq!(started.links, [(sc(7, 7), LINK_FROM_PREVIOUS_RECONCILE)]);
+        assert_eq!(started.trigger, Trigger::Resync);
         assert_eq!(
-            links.take_started("a"),
-            Some(Started {
-                links: vec![(sc(7, 7), LINK_FROM_PREVIOUS_RECONCILE)],
-                trigger: Trigger::Resync
-            })
-        );
-        assert_eq!(
-            parent.get::<LinkedSampled>(),
+            started.parent.get::<LinkedSampled>(),
             None,
             "a resync is sampled on its own"
         );
@@ -291,20 +229,15 @@ mod tests {
         for (object, flags) in [("a", TraceFlags::SAMPLED), ("b", TraceFlags::default())] {
             links.record_reconcile(object.into(), with_flags(7, 7, flags));
             links.record_verdict(object, Verdict::Error);
-            let parent = links.start_reconcile(object.into());
+            let started = links.start_reconcile(object.into());
             assert_eq!(
-                parent.get::<LinkedSampled>(),
+                started.parent.get::<LinkedSampled>(),
                 Some(&LinkedSampled(flags.is_sampled()))
             );
-            let started = links.take_started(object).expect("started");
             assert_eq!(started.trigger, Trigger::ErrorRetry);
         }
         links.record_verdict("a", Verdict::Requeue);
-        links.start_reconcile("a".into());
-        assert_eq!(
-            links.take_started("a").map(|s| s.trigger),
-            Some(Trigger::Requeue)
-        );
+        assert_eq!(links.start_reconcile("a".into()).trigger, Trigger::Requeue);
     }
 
     #[test]
@@ -313,36 +246,25 @@ mod tests {
         for i in 1..=(MAX_PENDING as u64 + 5) {
             links.record_watch_event("a".into(), sc(i.into(), i));
         }
-        let parent = links.start_reconcile("a".into());
+        let started = links.start_reconcile("a".into());
         assert_eq!(
-            parent.span().span_context().span_id(),
+            parent_span(&started).span_id(),
             SpanId::from(MAX_PENDING as u64 + 5)
         );
-        assert_eq!(links_of(&links, "a").len(), MAX_PENDING - 1);
+        assert_eq!(started.links.len(), MAX_PENDING - 1);
 
         links.record_watch_event("b".into(), sc(1, 1));
         links.record_reconcile("b".into(), sc(2, 2));
         links.forget("b");
-        assert!(
-            !links
-                .start_reconcile("b".into())
-                .span()
-                .span_context()
-                .is_valid()
-        );
-        assert!(links_of(&links, "b").is_empty());
+        let after = links.start_reconcile("b".into());
+        assert!(!parent_span(&after).is_valid());
+        assert!(after.links.is_empty());
     }
 
     #[test]
     fn invalid_contexts_are_not_recorded() {
         let links = TraceLinks::default();
         links.record_watch_event("a".into(), SpanContext::empty_context());
-        assert!(
-            !links
-                .start_reconcile("a".into())
-                .span()
-                .span_context()
-                .is_valid()
-        );
+        assert!(!parent_span(&links.start_reconcile("a".into())).is_valid());
     }
 }
