@@ -136,6 +136,7 @@ fn config(json_logs: bool) -> TelemetryConfig {
 const FLOOR: Layers = Layers {
     log: false,
     otel: true,
+    end_at_close: true,
     counting: false,
 };
 
@@ -154,6 +155,12 @@ fn stacks() -> Vec<(&'static str, TelemetryConfig, Layers, bool)> {
             "without span counters",
             config(false),
             without(|l| l.counting = false),
+            true,
+        ),
+        (
+            "without EndAtClose",
+            config(false),
+            without(|l| l.end_at_close = false),
             true,
         ),
         (

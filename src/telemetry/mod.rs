@@ -3,6 +3,7 @@
 
 pub mod config;
 mod counting;
+pub mod end_at_close;
 pub mod http_span;
 pub mod propagation;
 pub mod sampling;

@@ -12,6 +12,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt};
 
 use super::counting::{CountingExporter, CountingProcessor};
+use super::end_at_close::EndAtClose;
 use super::{SamplerChoice, TelemetryConfig, sampling};
 use crate::metrics::SpanCounters;
 
@@ -22,6 +23,8 @@ pub struct Layers {
     pub log: bool,
     /// The OpenTelemetry layer and the tracer provider behind it.
     pub otel: bool,
+    /// [`EndAtClose`] around the OpenTelemetry layer: no enter and exit hooks.
+    pub end_at_close: bool,
     /// The span counters around the batch processor and the exporter.
     pub counting: bool,
 }
@@ -30,6 +33,7 @@ impl Layers {
     pub const ALL: Self = Self {
         log: true,
         otel: true,
+        end_at_close: true,
         counting: true,
     };
 }
@@ -97,8 +101,13 @@ where
             .with_threads(false)
             .with_tracked_inactivity(false)
             .with_context_activation(false)
-            .with_tracer(tracer);
-        layer.with_filter(filter::filter_fn(exported))
+            .with_tracer(tracer)
+            .with_filter(filter::filter_fn(exported));
+        if layers.end_at_close {
+            EndAtClose::new(layer).boxed()
+        } else {
+            layer.boxed()
+        }
     });
     let subscriber = tracing_subscriber::registry()
         .with(log_layer)
