@@ -33,6 +33,9 @@ from programs import MODES, OPERATOR_EXPORT_BATCH, Program, add_operator_env_opt
 from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
+# The harness's OTLP receivers, by the protocol an exporter speaks to them.
+OTLP_ENDPOINTS = {"grpc": "E2E_OTLP_GRPC", "http/protobuf": "E2E_OTLP_HTTP"}
+
 from e2elib.metrics import metric_sum
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,7 +173,8 @@ class Bench:
             "POD_NAMESPACE": "echo-tracing",
             "RUST_LOG": "info",
             "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name=echo-tracing,k8s.pod.name=operator-{label}",
-            **telemetry_env(mode, os.environ["E2E_OTLP_GRPC"], "grpc", free_port(), OPERATOR_EXPORT_BATCH),
+            **telemetry_env(mode, os.environ[OTLP_ENDPOINTS[self.args.operator_protocol]],
+                            self.args.operator_protocol, free_port(), OPERATOR_EXPORT_BATCH),
             **dict(self.args.operator_env),
         }
         program = Program(
@@ -354,12 +358,14 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
     parser.add_argument("--perf", metavar="DIR",
                         help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
+    parser.add_argument("--operator-protocol", choices=sorted(OTLP_ENDPOINTS), default="grpc",
+                        help="the operator's OTLP protocol in modes B and C (default grpc, as deploy/)")
     add_operator_env_option(parser)
     args = parser.parse_args()
 
     bench = Bench(args)
     results = {"machine": machine(), "objects": args.objects, "rounds": [], "modes": MODES,
-               "operator_env": dict(args.operator_env),
+               "operator_env": dict(args.operator_env), "operator_protocol": args.operator_protocol,
                "binaries": args.bin_dir, "expected_spans_per_trace": list(EXPECTED)}
     for index in range(1, args.rounds + 1):
         for mode in args.modes:

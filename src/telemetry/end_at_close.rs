@@ -95,3 +95,68 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Writes down which hooks ran.
+    #[derive(Clone, Default)]
+    struct Hooks(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Hooks {
+        fn push(&self, hook: &'static str) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(hook);
+            }
+        }
+
+        fn seen(&self) -> Vec<&'static str> {
+            self.0.lock().map(|seen| seen.clone()).unwrap_or_default()
+        }
+    }
+
+    impl<S: Subscriber> Layer<S> for Hooks {
+        fn on_new_span(&self, _: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            self.push("new");
+        }
+        fn on_record(&self, _: &Id, _: &Record<'_>, _: Context<'_, S>) {
+            self.push("record");
+        }
+        fn on_event(&self, _: &Event<'_>, _: Context<'_, S>) {
+            self.push("event");
+        }
+        fn on_enter(&self, _: &Id, _: Context<'_, S>) {
+            self.push("enter");
+        }
+        fn on_exit(&self, _: &Id, _: Context<'_, S>) {
+            self.push("exit");
+        }
+        fn on_close(&self, _: Id, _: Context<'_, S>) {
+            self.push("close");
+        }
+    }
+
+    #[test]
+    fn the_wrapped_layer_sees_everything_but_enter_and_exit() {
+        let hooks = Hooks::default();
+        let subscriber = tracing_subscriber::registry().with(EndAtClose::new(hooks.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("polled", attempt = tracing::field::Empty);
+            for attempt in 0..3i64 {
+                span.in_scope(|| tracing::info!("poll"));
+                span.record("attempt", attempt);
+            }
+        });
+        assert_eq!(
+            hooks.seen(),
+            [
+                "new", "event", "record", "event", "record", "event", "record", "close"
+            ]
+        );
+    }
+}
