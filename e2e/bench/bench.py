@@ -29,12 +29,9 @@ from api_writes import phase_writes, write_counts
 from kube_api import GROUP, KubeApi
 from load import run_wrk
 from plot import plot
-from programs import MODES, OPERATOR_EXPORT_BATCH, Program, add_operator_env_option, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
+from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
-
-# The harness's OTLP receivers, by the protocol an exporter speaks to them.
-OTLP_ENDPOINTS = {"grpc": "E2E_OTLP_GRPC", "http/protobuf": "E2E_OTLP_HTTP"}
 
 from e2elib.metrics import metric_sum
 
@@ -153,7 +150,7 @@ class Bench:
             "ECHO_MAX_ENTRIES": str(room),
             "ECHO_MAX_ENTRIES_PER_NAMESPACE": str(room),
             "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name=echo-tracing,k8s.pod.name=echo-server-{label}",
-            **telemetry_env(mode, os.environ["E2E_OTLP_HTTP"], "http/protobuf", free_port()),
+            **telemetry_env(mode, os.environ[OTLP_ENDPOINTS["http/protobuf"]], "http/protobuf", free_port()),
         }
         program = Program(
             f"echo-server {label}",
@@ -358,9 +355,7 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
     parser.add_argument("--perf", metavar="DIR",
                         help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
-    parser.add_argument("--operator-protocol", choices=sorted(OTLP_ENDPOINTS), default="grpc",
-                        help="the operator's OTLP protocol in modes B and C (default grpc, as deploy/)")
-    add_operator_env_option(parser)
+    add_operator_options(parser)
     args = parser.parse_args()
 
     bench = Bench(args)

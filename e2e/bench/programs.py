@@ -53,9 +53,15 @@ def telemetry_env(mode, endpoint, protocol, closed_port, batch_size=None):
     return env
 
 
-def add_operator_env_option(parser):
-    """`--operator-env NAME=VALUE`: a variable added to the operator's environment in every
-    mode, to compare a setting side by side (run the benchmark with and without it)."""
+# The harness's OTLP receivers (the variables e2e/up exports), by the protocol an exporter
+# speaks to them.
+OTLP_ENDPOINTS = {"grpc": "E2E_OTLP_GRPC", "http/protobuf": "E2E_OTLP_HTTP"}
+
+
+def add_operator_options(parser):
+    """The options that change the operator's telemetry, to compare a setting side by side
+    (run the benchmark with and without it): `--operator-env NAME=VALUE`, a variable added to
+    its environment in every mode, and `--operator-protocol`, its exporter's protocol."""
 
     def pair(text):
         name, sep, value = text.partition("=")
@@ -65,6 +71,8 @@ def add_operator_env_option(parser):
 
     parser.add_argument("--operator-env", metavar="NAME=VALUE", type=pair, action="append", default=[],
                         help="one more variable in the operator's environment, in every mode (repeatable)")
+    parser.add_argument("--operator-protocol", choices=sorted(OTLP_ENDPOINTS), default="grpc",
+                        help="the operator's OTLP protocol in modes B and C (default grpc, as deploy/)")
 
 
 def http_get(url, timeout=5):

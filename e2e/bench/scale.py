@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display: write the file only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench import ROOT, Bench, machine  # noqa: E402
-from programs import add_operator_env_option  # noqa: E402
+from programs import add_operator_options  # noqa: E402
 
 PHASES = ("create", "update", "delete")
 
@@ -112,7 +112,7 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "target" / "bench-scale"))
     parser.add_argument("--perf", metavar="DIR",
                         help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
-    add_operator_env_option(parser)
+    add_operator_options(parser)
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
 
@@ -126,7 +126,8 @@ def main():
             rows.append(row(objects, mode, bench.run_round(mode, objects)))
             print(f"bench-scale:   {json.dumps({k: v for k, v in rows[-1].items() if k != 'api_writes_per_object'})}",
                   file=sys.stderr)
-    results = {"machine": machine(), "operator_env": dict(args.operator_env), "rows": rows,
+    results = {"machine": machine(), "operator_env": dict(args.operator_env),
+               "operator_protocol": args.operator_protocol, "rows": rows,
                "growth": {mode: growth(rows, mode) for mode in args.modes}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -98,8 +98,8 @@ def test_recorded_only_samples_every_span_and_exports_none():
 
 
 def _round(mode, cpu):
-    phase = {"seconds": 1.0, "objects_per_second": 1.0, "reconciles_per_second": 1.0, "p50_ms": 1.0,
-             "p95_ms": 1.0, "p99_ms": 1.0}
+    phase = {"seconds": 1.0, "objects_per_second": 1.0, "reconciles_per_second": 1.0, "reconciles": 10,
+             "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0}
     program = {"cpu_seconds": cpu, "peak_rss_mib": 1.0, "spans": {"ended": 3, "exported": 1}}
     return {"mode": mode, "round": 1, "create": phase, "update": phase, "delete": phase, "operator": program,
             "echo_server": dict(program), "harness_cpu_seconds": {"kube-apiserver": 1.0, "etcd": 1.0, "jaeger": 1.0}}
@@ -121,6 +121,8 @@ def test_report_sums_cpu_per_object_and_splits_the_echo_load_four_ways():
     # operator + echo-server + three harness processes, over 10 objects.
     assert modes["B"]["cpu_ms_per_object"]["median"] == pytest.approx((2 + 2 + 3) / 10 * 1e3)
     assert modes["A"]["operator/spans/lost"]["median"] == 2
+    # 2 CPU seconds over the round's 30 reconciles (create, update and delete).
+    assert modes["B"]["operator/cpu_us_per_reconcile"]["median"] == pytest.approx(2 / 30 * 1e6)
     load = results["summary"]["echo_load"]
     assert load["B"]["jaeger_cpu_us_per_request"]["median"] == pytest.approx(100.0)
     assert load["B"]["spans_lost"]["median"] == 3
