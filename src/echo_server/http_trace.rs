@@ -40,7 +40,8 @@ pub async fn server_span(
             user_agent: header(http::header::USER_AGENT),
         })
     };
-    // The parent must be set before the span is first entered; afterwards it is fixed.
+    // The parent must be set before anything reads the span's context, which starts it;
+    // afterwards it is fixed.
     let _ = span.set_parent(propagation::extract_from_headers(request.headers()));
     if let Some(trace_id) = crate::telemetry::trace_id_of(&span) {
         span.record("trace_id", trace_id);
