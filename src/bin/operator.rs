@@ -284,7 +284,7 @@ async fn run(args: Args, metrics: Arc<Metrics>) -> Result<(), RunError> {
     let config = kube::Config::infer().await?;
     let (watch_client, client) = clients(config, settings.api_timeout, list_timeout)?;
     let fence = args.fence();
-    let ctx = Arc::new(settings.context(client, Arc::default(), metrics, fence.clone())?);
+    let ctx = Arc::new(settings.context(client, metrics, fence.clone())?);
 
     let readiness = Readiness::with_role(!args.lease.leader_election);
     health::serve(args.health_listen, ctx.health_router(readiness.clone()))

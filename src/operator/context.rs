@@ -69,13 +69,12 @@ impl Settings {
         self.longest_reconcile() * 2
     }
 
-    /// Wires the context over `client` (bounded per request), recording in `metrics` and
-    /// handing trace context through `links`.
-    /// `fence` says whether this replica may still write (see `Fence`).
+    /// Wires the context over `client` (bounded per request), recording in `metrics`, with
+    /// trace hand-over of its own. `fence` says whether this replica may still write (see
+    /// `Fence`).
     pub fn context(
         &self,
         client: kube::Client,
-        links: Arc<TraceLinks>,
         metrics: Arc<Metrics>,
         fence: Fence,
     ) -> Result<Context, reqwest::Error> {
@@ -97,7 +96,7 @@ impl Settings {
             echo,
             recorder: EventRecorder::new(client.clone(), reporter),
             client,
-            links,
+            links: Arc::new(TraceLinks::default()),
             backoff: Backoff::new(self.error_backoff, self.max_error_backoff),
             resync: self.resync,
             reconcile_timeout: self.reconcile_timeout,

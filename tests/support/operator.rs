@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use super::echo_process::EchoServer;
 use super::eventually::eventually;
 use super::fake_api::FakeApi;
-use super::telemetry::{telemetry, trace_links};
+use super::telemetry::telemetry;
 
 /// Settings of one operator run in a test: the operator's own [`Settings`], shortened for
 /// tests, and the knobs of the loop around it.
@@ -94,9 +94,7 @@ impl Operator {
         let client = api.client(options.settings.api_timeout);
         let metrics = Arc::new(Metrics::new(&telemetry().span_counters()));
         let fence = options.fence.clone();
-        let ctx = options
-            .settings
-            .context(client, trace_links(), metrics, fence);
+        let ctx = options.settings.context(client, metrics, fence);
         Arc::new(ctx.expect("the operator's context"))
     }
 

@@ -3,9 +3,8 @@
 //! shares them and tells its spans apart by trace id; and one sampler, the SDK's default
 //! unless the binary's tests call [`use_sampler`] first.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use echo_operator::operator::watch::trace_links::TraceLinks;
 use echo_operator::telemetry::{
     self, ExporterConfig, Protocol, SamplerChoice, Telemetry, TelemetryConfig,
 };
@@ -15,7 +14,6 @@ use super::otlp::Receiver;
 struct Shared {
     receiver: Receiver,
     telemetry: Telemetry,
-    links: Arc<TraceLinks>,
 }
 
 fn shared() -> &'static Shared {
@@ -23,7 +21,6 @@ fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         echo_operator::tls::install_crypto_provider();
         let receiver = Receiver::start();
-        let links = Arc::new(TraceLinks::default());
         let config = TelemetryConfig {
             service_name: "echo-operator".into(),
             resource_attributes: vec![("k8s.namespace.name".into(), "test".into())],
@@ -47,7 +44,6 @@ fn shared() -> &'static Shared {
         Shared {
             receiver,
             telemetry,
-            links,
         }
     })
 }
@@ -70,11 +66,6 @@ pub fn receiver() -> &'static Receiver {
 /// Sends the spans the operator's code in this process has ended to the receiver.
 pub fn flush_operator_spans() {
     shared().telemetry.force_flush();
-}
-
-/// The trace links the operator's telemetry resolves; shared by every test of a binary.
-pub fn trace_links() -> Arc<TraceLinks> {
-    shared().links.clone()
 }
 
 pub fn telemetry() -> &'static Telemetry {
