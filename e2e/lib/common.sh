@@ -42,6 +42,14 @@ print_log_tails() {
     done
 }
 
+# disk_report: the free space on target/'s disk and what takes most of it, for a failed step
+# (CI machines share their disk, and a full one fails deep inside whatever writes next).
+disk_report() {
+    log "disk: $(df -h --output=avail,size "$E2E_ROOT/target" 2>/dev/null | tail -1 | awk '{print $1 " free of " $2}')"
+    du -shx "$E2E_ROOT"/target/* "${GOCACHE:-$HOME/.cache/go-build}" "$HOME/go/pkg/mod" 2>/dev/null |
+        sort -h | tail -6 | sed 's/^/e2e: disk:   /' >&2
+}
+
 # The Jaeger image deploy/40-jaeger.yaml names (the kind mode builds it).
 jaeger_image() { sed -n 's/^ *image: *\(jaegertracing\/jaeger:[^ ]*\).*/\1/p' "$E2E_ROOT/deploy/40-jaeger.yaml"; }
 
