@@ -255,6 +255,7 @@ class Bench:
             for program, url, prefix, key in ((operator, operator_url, "echo_operator", "operator"),
                                               (echo, echo_url, "echo_server", "echo_server")):
                 result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
+                               "cpu_seconds_by_thread": program.cpu_seconds_by_thread(),
                                "spans": span_counters(f"{url}/metrics", prefix)}
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
 

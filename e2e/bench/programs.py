@@ -87,6 +87,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def cpu_seconds_by_thread(pid):
+    """User plus system CPU time so far of each live thread of a process, summed by thread
+    name (the kernel keeps 15 characters: the SDK's `OpenTelemetry.Traces.BatchProcessor` is
+    `OpenTelemetry.T`, tokio's workers `tokio-runtime-w`)."""
+    by_name = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return by_name
+
+
 def harness_cpu(state_dir, names=("kube-apiserver", "etcd", "jaeger")):
     """CPU seconds so far of the harness's own processes (e2e/up records their pids; each
     command execs the program, so the pid is the program's)."""
@@ -139,6 +154,9 @@ class Program:
 
     def cpu_seconds(self):
         return cpu_seconds(self.process.pid)
+
+    def cpu_seconds_by_thread(self):
+        return cpu_seconds_by_thread(self.process.pid)
 
     def peak_rss_mib(self):
         """The kernel's high-water mark of resident memory (VmHWM) since the process started."""

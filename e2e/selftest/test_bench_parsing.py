@@ -97,11 +97,14 @@ def test_recorded_only_samples_every_span_and_exports_none():
     assert not any(k.startswith("OTEL_EXPORTER_") or k == "OTEL_SDK_DISABLED" for k in recorded)
 
 
-def _round(mode, cpu):
+def _round(mode, cpu, export_thread=None):
     phase = {"seconds": 1.0, "objects_per_second": 1.0, "reconciles_per_second": 1.0, "reconciles": 10,
              "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0}
     program = {"cpu_seconds": cpu, "peak_rss_mib": 1.0, "spans": {"ended": 3, "exported": 1}}
-    return {"mode": mode, "round": 1, "create": phase, "update": phase, "delete": phase, "operator": program,
+    operator = dict(program)
+    if export_thread is not None:
+        operator["cpu_seconds_by_thread"] = {"OpenTelemetry.T": export_thread, "tokio-runtime-w": cpu - export_thread}
+    return {"mode": mode, "round": 1, "create": phase, "update": phase, "delete": phase, "operator": operator,
             "echo_server": dict(program), "harness_cpu_seconds": {"kube-apiserver": 1.0, "etcd": 1.0, "jaeger": 1.0}}
 
 
@@ -113,7 +116,7 @@ def _load(mode, rps, requests, jaeger_cpu):
 
 def test_report_sums_cpu_per_object_and_splits_the_echo_load_four_ways():
     results = {"objects": 10, "machine": {"cores": 2, "cpu": "x", "memory_gib": 1, "kernel": "k"},
-               "rounds": [_round("A", 1.0), _round("B", 2.0), _round("C", 1.5)],
+               "rounds": [_round("A", 1.0), _round("B", 2.0, export_thread=0.6), _round("C", 1.5)],
                "echo_load": [_load("A", 1000.0, 4000, 0.0), _load("R", 800.0, 3200, 0.0),
                              _load("C", 700.0, 2800, 0.0), _load("B", 500.0, 2000, 0.2)]}
     results["summary"] = summarise(results)
@@ -123,6 +126,9 @@ def test_report_sums_cpu_per_object_and_splits_the_echo_load_four_ways():
     assert modes["A"]["operator/spans/lost"]["median"] == 2
     # 2 CPU seconds over the round's 30 reconciles (create, update and delete).
     assert modes["B"]["operator/cpu_us_per_reconcile"]["median"] == pytest.approx(2 / 30 * 1e6)
+    # The batch processor thread's share, by its kernel name; a round without threads reads 0.
+    assert modes["B"]["operator/export_thread_us_per_reconcile"]["median"] == pytest.approx(0.6 / 30 * 1e6)
+    assert modes["A"]["operator/export_thread_us_per_reconcile"]["median"] == 0
     load = results["summary"]["echo_load"]
     assert load["B"]["jaeger_cpu_us_per_request"]["median"] == pytest.approx(100.0)
     assert load["B"]["spans_lost"]["median"] == 3
@@ -201,3 +207,24 @@ def test_api_writes_per_object_leave_out_the_benchmarks_own_requests_and_the_har
     # The create phase's own POST per object is the benchmark's; reads and leases are not counted.
     assert phase_writes(before, after, "create", objects) == {
         "PATCH echoes": 1.0, "APPLY echoes/status": 1.0, "POST events": 2.0}
+
+
+def test_cpu_by_thread_names_each_thread_and_adds_up_to_the_process():
+    import os
+    import threading
+    import time
+
+    def spin(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    worker = threading.Thread(target=spin, args=(0.3,))
+    worker.start()
+    # Read while the worker is alive: a thread that ended is no longer listed.
+    time.sleep(0.1)
+    by_thread = programs.cpu_seconds_by_thread(os.getpid())
+    worker.join()
+    total = programs.cpu_seconds(os.getpid())
+    assert len(by_thread) >= 1 and all(isinstance(name, str) and name for name in by_thread)
+    assert 0 < sum(by_thread.values()) <= total + 0.05
