@@ -3,8 +3,13 @@
 //! (`telemetry::stack::build`, with an exporter that discards), and through the same stack
 //! with one layer removed at a time. The difference between two rows is what that layer
 //! costs. `cargo bench --bench span_cost`; `make bench-spans` prints the table.
+//!
+//! The exporter that discards leaves out what opentelemetry-otlp does with each batch on its
+//! own thread: a second group times that work (copy, conversion to protobuf messages,
+//! encoding) on batches of the spans the same functions make.
 
 use std::hint::black_box;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use echo_operator::operator::watch::trace_links::TraceLinks;
@@ -12,8 +17,13 @@ use echo_operator::telemetry::http_span::{self, ClientRequest, ServerRequest, Si
 use echo_operator::telemetry::stack::{self, Layers};
 use echo_operator::telemetry::{TelemetryConfig, propagation};
 use http::{Method, StatusCode, Version};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Spans leave through the batch processor as in production, and go nowhere.
@@ -25,6 +35,28 @@ impl SpanExporter for Discard {
         black_box(batch);
         Ok(())
     }
+}
+
+/// Keeps every span the batch processor hands over, and the resource the provider sets.
+#[derive(Debug, Default)]
+struct Capture {
+    spans: Arc<Mutex<Vec<SpanData>>>,
+    resource: Arc<Mutex<Option<Resource>>>,
+}
+
+impl SpanExporter for Capture {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        lock(&self.spans).extend(batch);
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        *lock(&self.resource) = Some(resource.clone());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -231,5 +263,60 @@ fn span_cost(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, span_cost);
+/// The spans one run of `work` exports through the binaries' full stack, and the resource
+/// they are exported with.
+fn captured(work: impl Fn()) -> (Vec<SpanData>, Resource) {
+    let capture = Capture::default();
+    let (spans, resource) = (capture.spans.clone(), capture.resource.clone());
+    let built = stack::build(&config(false), Layers::ALL, Some(capture), std::io::sink);
+    tracing::dispatcher::with_default(&built.dispatch, work);
+    if let Some(provider) = built.provider {
+        let _ = provider.shutdown();
+    }
+    let spans = std::mem::take(&mut *lock(&spans));
+    let resource = lock(&resource)
+        .take()
+        .unwrap_or_else(|| Resource::builder().build());
+    (spans, resource)
+}
+
+/// What opentelemetry-otlp's exporter does with one batch before its transport (gRPC framing,
+/// HTTP/2, the socket) sends it: `TonicTracesClient::export` copies the batch and groups it
+/// into protobuf messages (`group_spans_by_resource_and_scope`), which tonic then encodes.
+/// Batches the size each binary exports: the SDK's 512 spans for the echo-server, 256 for the
+/// operator (deploy/30-operator.yaml); divide by the units in a batch for the cost per
+/// request or per reconcile.
+fn otlp_work(c: &mut Criterion) {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", http::HeaderValue::from_static(TRACEPARENT));
+    let links = TraceLinks::default();
+    let mut group = c.benchmark_group("opentelemetry-otlp, per batch");
+    otlp_batch(&mut group, "echo requests", 256, || echo_request(&headers));
+    otlp_batch(&mut group, "reconciles", 28, || reconcile(&links));
+    group.finish();
+}
+
+/// Times the exporter's work on a batch of `count` runs of `work`'s spans.
+fn otlp_batch(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    unit: &str,
+    count: usize,
+    work: impl Fn(),
+) {
+    let (spans, resource) = captured(work);
+    let resource = ResourceAttributesWithSchema::from(&resource);
+    let batch: Vec<SpanData> = (0..count).flat_map(|_| spans.iter().cloned()).collect();
+    let name = format!("{count} {unit} ({} spans)", batch.len());
+    group.bench_function(format!("copy and convert: {name}"), |b| {
+        b.iter(|| group_spans_by_resource_and_scope(batch.clone(), &resource))
+    });
+    group.bench_function(format!("copy, convert and encode: {name}"), |b| {
+        b.iter(|| {
+            let resource_spans = group_spans_by_resource_and_scope(batch.clone(), &resource);
+            ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+        })
+    });
+}
+
+criterion_group!(benches, span_cost, otlp_work);
 criterion_main!(benches);

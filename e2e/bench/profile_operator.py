@@ -18,18 +18,30 @@ from profile_summary import LINE, component
 EVENT_COUNT = re.compile(r"Event count \(approx\.\): (\d+)")
 
 
+# `perf report --sort comm,symbol`: "  1.23%  tokio-rt-worker  [.] malloc".
+THREAD_FRAME = re.compile(r"^\s*([\d.]+)%\s+(\S.*?)\s+(\[[.k]\])\s+(.*)$")
+
+
 def frames_us(data, reconciles):
-    """µs per reconcile of every symbol's self time in one perf data file (cpu-clock: the event
-    count is nanoseconds)."""
-    report = subprocess.run(["perf", "report", "--stdio", "--no-children", "--sort", "symbol", "-i", str(data)],
+    """µs per reconcile of every (thread name, symbol)'s self time in one perf data file
+    (cpu-clock: the event count is nanoseconds). Thread names are the kernel's 15 characters:
+    tokio's workers, the SDK's batch processor thread (`OpenTelemetry.T`), the main thread."""
+    report = subprocess.run(["perf", "report", "--stdio", "--no-children", "--sort", "comm,symbol", "-i", str(data)],
                             capture_output=True, text=True, errors="replace", check=True).stdout
     total_ns = float(EVENT_COUNT.search(report)[1])
     frames = {}
     for line in report.splitlines():
-        if m := LINE.match(line):
-            symbol = f"{m[2]} {m[3].strip()}"
-            frames[symbol] = frames.get(symbol, 0.0) + float(m[1]) / 100 * total_ns / 1000 / reconciles
+        if not line.startswith("#") and (m := THREAD_FRAME.match(line)):
+            key = (m[2], f"{m[3]} {m[4].strip()}")
+            frames[key] = frames.get(key, 0.0) + float(m[1]) / 100 * total_ns / 1000 / reconciles
     return frames
+
+
+def by(frames, key):
+    out = {}
+    for frame, us in frames.items():
+        out[key(frame)] = out.get(key(frame), 0.0) + us
+    return out
 
 
 def mean(dicts):
@@ -38,6 +50,20 @@ def mean(dicts):
         for k, v in d.items():
             out[k] = out.get(k, 0.0) + v / len(dicts)
     return out
+
+
+def table(title, rows, modes):
+    """One Markdown table: a row per key of `rows[mode]`, largest first, each mode's µs and its
+    difference from A, and the total."""
+    others = [m for m in modes if m != "A"]
+    print(f"| {title} | " + " | ".join(modes) + " | " + " | ".join(f"{m} − A" for m in others) + " |")
+    print("|---" * (1 + len(modes) + len(others)) + "|")
+    names = sorted({n for r in rows.values() for n in r}, key=lambda n: -max(r.get(n, 0) for r in rows.values()))
+    for name in names + ["total"]:
+        row = {m: (sum(rows[m].values()) if name == "total" else rows[m].get(name, 0.0)) for m in modes}
+        diffs = [f"{row[m] - row.get('A', 0.0):+.1f}" for m in others]
+        print(f"| {name} | " + " | ".join(f"{row[m]:.1f}" for m in modes) + " | " + " | ".join(diffs) + " |")
+    print()
 
 
 def main(results_json, perf_dir):
@@ -49,25 +75,31 @@ def main(results_json, perf_dir):
         by_mode.setdefault(r["mode"], []).append(frames_us(data, reconciles))
     frames = {mode: mean(runs) for mode, runs in by_mode.items()}
     modes = sorted(frames)
-    totals = {mode: {} for mode in modes}
-    for mode in modes:
-        for symbol, us in frames[mode].items():
-            totals[mode][component(symbol)] = totals[mode].get(component(symbol), 0.0) + us
-    names = sorted({c for t in totals.values() for c in t}, key=lambda c: -max(t.get(c, 0) for t in totals.values()))
-    others = [m for m in modes if m != "A"]
-    print("| component (µs of operator CPU per reconcile) | " + " | ".join(modes) + " | "
-          + " | ".join(f"{m} − A" for m in others) + " |")
-    print("|---" * (1 + len(modes) + len(others)) + "|")
-    for name in names + ["total"]:
-        row = {m: (sum(totals[m].values()) if name == "total" else totals[m].get(name, 0.0)) for m in modes}
-        diffs = [f"{row[m] - row.get('A', 0.0):+.1f}" for m in others]
-        print(f"| {name} | " + " | ".join(f"{row[m]:.1f}" for m in modes) + " | " + " | ".join(diffs) + " |")
-    for m in others:
+    table("component (µs of operator CPU per reconcile)",
+          {m: by(frames[m], lambda f: component(f[1])) for m in modes}, modes)
+    table("thread (µs of operator CPU per reconcile)", {m: by(frames[m], lambda f: f[0]) for m in modes}, modes)
+    # Which thread each component's growth is on: the export thread's work is the batch
+    # processor's (opentelemetry-otlp's copy and conversion); the workers' is recording, the
+    # hand-over to the batch queue and the gRPC transport.
+    for m in (m for m in modes if m != "A"):
+        growth = {}
+        for (thread, symbol), us in frames[m].items():
+            key = (thread, component(symbol))
+            growth[key] = growth.get(key, 0.0) + us
+        for (thread, symbol), us in frames.get("A", {}).items():
+            key = (thread, component(symbol))
+            growth[key] = growth.get(key, 0.0) - us
+        print(f"| thread, component: {m} − A (µs per reconcile) | |\n|---|---|")
+        for (thread, name), us in sorted(growth.items(), key=lambda item: -abs(item[1]))[:12]:
+            print(f"| {thread}, {name} | {us:+.1f} |")
+        print()
+    for m in (m for m in modes if m != "A"):
         growth = sorted(((frames[m].get(k, 0.0) - frames.get("A", {}).get(k, 0.0), k)
                          for k in set(frames[m]) | set(frames.get("A", {}))), reverse=True)
-        print(f"\nframes that grew most from A to {m} (µs per reconcile):")
-        for us, symbol in growth[:20]:
-            print(f"{us:7.1f}  {symbol[:140]}")
+        print(f"frames that grew most from A to {m} (µs per reconcile):")
+        for us, (thread, symbol) in growth[:20]:
+            print(f"{us:7.1f}  {thread:15}  {symbol[:120]}")
+        print()
 
 
 if __name__ == "__main__":
