@@ -61,10 +61,11 @@ faults:
 bench:
 	e2e/bench/run
 
-## How the operator's cost grows (not in `make test`; about half an hour): modes A and B at
-## 1,000, 3,000 and 10,000 objects; prints the table (target/bench-scale/results.md).
+## How the operator's cost grows (not in `make test`; about 40 minutes): modes A and B at
+## 1,000, 3,000 and 10,000 objects, three interleaved rounds (one round differs from the next by
+## more than the growth it measures); prints the medians (target/bench-scale/results.md).
 bench-scale:
-	e2e/bench/run --scale
+	e2e/bench/run --scale --rounds 3
 
 ## What a span costs, layer by layer (criterion; not in `make test`): one echo request's and
 ## one reconcile's span work through the binaries' subscriber, then with each layer removed.

@@ -228,3 +228,33 @@ def test_cpu_by_thread_names_each_thread_and_adds_up_to_the_process():
     total = programs.cpu_seconds(os.getpid())
     assert len(by_thread) >= 1 and all(isinstance(name, str) and name for name in by_thread)
     assert 0 < sum(by_thread.values()) <= total + 0.05
+
+
+def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=()):
+    return {"objects": objects, "mode": mode, "operator_cpu_ms_per_reconcile": cpu_ms, "operator_peak_rss_mib": rss,
+            "reconciles_per_object": 3.0, "events_per_object": 3.0, "spans_exported_per_object": 16.0,
+            "seconds_to_all_ready": objects / 150, "traces_whole": "16/16 spans" if mode == "B" else None,
+            "api_writes_per_object": {"create": {"PATCH echoes": writes}, "update": {}, "delete": {}},
+            "errors": list(errors)}
+
+
+def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those():
+    from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
+
+    rounds = [_scale_round(1000, "A", 1.0, 20.0), _scale_round(10000, "A", 1.3, 56.0, writes=2.0),
+              _scale_round(1000, "A", 1.3, 25.0), _scale_round(10000, "A", 1.1, 60.0),
+              _scale_round(1000, "A", 1.1, 21.0, errors=["1 reconciles failed"]), _scale_round(10000, "A", 1.2, 58.0)]
+    rows = scale_summarise(rounds)
+    assert [(r["objects"], r["rounds"]) for r in rows] == [(1000, 3), (10000, 3)]
+    low, high = rows
+    assert low["operator_cpu_ms_per_reconcile"] == pytest.approx(1.1)
+    assert low["operator_cpu_ms_per_reconcile_range"] == (1.0, 1.3)
+    assert high["api_writes_per_object"]["create"]["PATCH echoes"] == 1.0
+    # An error in any round stays on the row, so that the run fails.
+    assert low["errors"] == ["1 reconciles failed"]
+    g = growth(rows, "A")
+    assert g["cpu_per_reconcile_change"] == pytest.approx(1.2 / 1.1 - 1)
+    assert g["rss_bytes_per_object"] == pytest.approx((58.0 - 21.0) * 2**20 / 9000)
+    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
+                            "growth": {"A": g}})
+    assert "| 1,000 | A | 1.10 (1.00–1.30) |" in table

@@ -1,0 +1,102 @@
+"""bench-scale's rounds reduced to one row per object count and mode (medians over rounds), how
+the cost grows from the smallest count to the largest, and the Markdown table (scale.py)."""
+
+import statistics
+
+PHASES = ("create", "update", "delete")
+
+
+def row(objects, mode, r):
+    """One round's figures per object and per reconcile, from bench.py's round result `r`."""
+    reconciles = sum(r[phase]["reconciles"] for phase in PHASES)
+    writes = r["api_writes_per_object"]
+    traces = r.get("traces")
+    return {
+        "objects": objects,
+        "mode": mode,
+        "operator_cpu_ms_per_reconcile": r["operator"]["cpu_seconds"] * 1e3 / reconciles,
+        "operator_peak_rss_mib": r["operator"]["peak_rss_mib"],
+        "reconciles_per_object": reconciles / objects,
+        "api_writes_per_object": writes,
+        "events_per_object": sum(w.get("POST events", 0) for w in writes.values()),
+        "spans_exported_per_object": r["operator"]["spans"]["exported"] / objects,
+        "seconds_to_all_ready": r["create"]["seconds"],
+        "traces_whole": None if not traces else f"{traces['spans_found']}/{traces['spans_expected']} spans",
+        "errors": r["errors"] + ([f"{r['reconcile_errors']:.0f} reconciles failed"] if r["reconcile_errors"] else [])
+                  + ([f"{traces['spans_expected'] - traces['spans_found']} spans missing"]
+                     if traces and traces["spans_found"] != traces["spans_expected"] else []),
+    }
+
+
+# The per-round figures a count and mode's summary gives the median of.
+MEDIANS = ("operator_cpu_ms_per_reconcile", "operator_peak_rss_mib", "reconciles_per_object", "events_per_object",
+           "spans_exported_per_object", "seconds_to_all_ready")
+
+
+def summarise(rounds):
+    """One row per count and mode from its rounds: the median of each figure, the CPU's spread,
+    API writes as the median of each phase's verb, traces and errors of every round."""
+    rows = []
+    for objects, mode in sorted({(r["objects"], r["mode"]) for r in rounds}, key=lambda k: (k[0], k[1])):
+        mine = [r for r in rounds if (r["objects"], r["mode"]) == (objects, mode)]
+        row = {"objects": objects, "mode": mode, "rounds": len(mine)}
+        row.update({key: statistics.median(r[key] for r in mine) for key in MEDIANS})
+        cpu = [r["operator_cpu_ms_per_reconcile"] for r in mine]
+        row["operator_cpu_ms_per_reconcile_range"] = (min(cpu), max(cpu))
+        row["api_writes_per_object"] = {
+            phase: {verb: statistics.median(r["api_writes_per_object"].get(phase, {}).get(verb, 0) for r in mine)
+                    for verb in sorted({v for r in mine for v in r["api_writes_per_object"].get(phase, {})})}
+            for phase in PHASES}
+        traced = [r["traces_whole"] for r in mine if r["traces_whole"]]
+        row["traces_whole"] = "; ".join(traced) or None
+        row["errors"] = [e for r in mine for e in r["errors"]]
+        rows.append(row)
+    return rows
+
+
+def growth(rows, mode):
+    """RSS bytes per object and the CPU per reconcile's change, from the smallest count to the largest."""
+    mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["objects"])
+    if len(mine) < 2:
+        return None
+    low, high = mine[0], mine[-1]
+    return {
+        "rss_bytes_per_object": (high["operator_peak_rss_mib"] - low["operator_peak_rss_mib"]) * 2**20
+        / (high["objects"] - low["objects"]),
+        "cpu_per_reconcile_change": high["operator_cpu_ms_per_reconcile"] / low["operator_cpu_ms_per_reconcile"] - 1,
+    }
+
+
+def writes_cell(writes):
+    return "; ".join(f"{phase}: " + ", ".join(f"{k} {v:g}" for k, v in writes[phase].items()) for phase in PHASES)
+
+
+def cpu_range(row):
+    low, high = row["operator_cpu_ms_per_reconcile_range"]
+    return "" if row["rounds"] == 1 else f" ({low:.2f}–{high:.2f})"
+
+
+def markdown(results):
+    m = results["machine"]
+    lines = [
+        f"{results['rounds']} round(s) per count and mode, interleaved; each figure is the median over them (CPU: "
+        f"min–max in brackets); machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB. API "
+        "writes are the API server's own count per object, the benchmark's own request taken off.",
+        "",
+        "| objects | mode | operator CPU per reconcile (ms) | operator peak RSS (MiB) | reconciles per object "
+        "| Events per object | spans exported per object | create: all Ready (s) | traces | API writes per object |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['objects']:,} | {r['mode']} | {r['operator_cpu_ms_per_reconcile']:.2f}{cpu_range(r)} | "
+            f"{r['operator_peak_rss_mib']:.1f} | {r['reconciles_per_object']:.2f} | {r['events_per_object']:.2f} | "
+            f"{r['spans_exported_per_object']:.1f} | {r['seconds_to_all_ready']:.1f} | {r['traces_whole'] or '–'} | "
+            f"{writes_cell(r['api_writes_per_object'])} |")
+    lines.append("")
+    for mode, g in results["growth"].items():
+        if g:
+            lines.append(f"- mode {mode}: operator RSS grows {g['rss_bytes_per_object']:,.0f} bytes per object; "
+                         f"CPU per reconcile changes {g['cpu_per_reconcile_change']:+.0%} from the smallest count to "
+                         "the largest")
+    return "\n".join(lines) + "\n"
