@@ -29,7 +29,7 @@ from api_writes import phase_writes, write_counts
 from kube_api import GROUP, KubeApi
 from load import run_wrk
 from plot import plot
-from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
+from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, export_thread_seconds, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
@@ -254,8 +254,10 @@ class Bench:
             time.sleep(1.5)  # the last batch (0.5 s delay) leaves before the counters are read
             for program, url, prefix, key in ((operator, operator_url, "echo_operator", "operator"),
                                               (echo, echo_url, "echo_server", "echo_server")):
+                by_thread = program.cpu_seconds_by_thread()
                 result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
-                               "cpu_seconds_by_thread": program.cpu_seconds_by_thread(),
+                               "cpu_seconds_by_thread": by_thread,
+                               "export_thread_cpu_seconds": export_thread_seconds(by_thread),
                                "spans": span_counters(f"{url}/metrics", prefix)}
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
 

@@ -3,9 +3,6 @@
 import math
 import statistics
 
-# The SDK's batch span processor thread as the kernel names it (15 characters).
-EXPORT_THREAD = "OpenTelemetry.T"
-
 # (label, path into a round's result, digits) for the reconcile rounds.
 ROWS = [
     ("create: first request to all Ready (s)", ("create", "seconds"), 1),
@@ -78,7 +75,7 @@ def summarise(results):
             spans["lost"] = spans["ended"] - spans["exported"]
         reconciles = sum(r[phase]["reconciles"] for phase in ("create", "update", "delete"))
         r["operator"]["cpu_us_per_reconcile"] = r["operator"]["cpu_seconds"] / max(reconciles, 1) * 1e6
-        export_thread = r["operator"].get("cpu_seconds_by_thread", {}).get(EXPORT_THREAD, 0.0)
+        export_thread = r["operator"].get("export_thread_cpu_seconds", 0.0)
         r["operator"]["export_thread_us_per_reconcile"] = export_thread / max(reconciles, 1) * 1e6
         total = r["operator"]["cpu_seconds"] + r["echo_server"]["cpu_seconds"] + sum(r["harness_cpu_seconds"].values())
         r["cpu_ms_per_object"] = total / results["objects"] * 1e3
