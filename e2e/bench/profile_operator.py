@@ -18,8 +18,9 @@ from profile_summary import LINE, component
 EVENT_COUNT = re.compile(r"Event count \(approx\.\): (\d+)")
 
 
-# `perf report --sort comm,symbol`: "  1.23%  tokio-rt-worker  [.] malloc".
-THREAD_FRAME = re.compile(r"^\s*([\d.]+)%\s+(\S.*?)\s+(\[[.k]\])\s+(.*)$")
+# `perf report --sort comm,symbol`: "  1.23%  tokio-rt-worker  [.] malloc", padded, and for
+# some recordings followed by empty columns ("-  -"), which are not part of the symbol.
+THREAD_FRAME = re.compile(r"^\s*([\d.]+)%\s+(\S.*?)\s+(\[[.k]\])\s+(.*?)(?:\s+-)*\s*$")
 
 
 def frames_us(data, reconciles):
