@@ -63,7 +63,9 @@ def main():
             bench.args.objects = objects
             for mode in args.modes:
                 print(f"bench-scale: round {index}, {objects} objects, mode {mode}", file=sys.stderr)
-                rounds.append(dict(row(objects, mode, bench.run_round(mode, objects)), round=index))
+                # A label of its own per round: the same count's namespace from the round before
+                # may still be terminating (409 AlreadyExists), and logs must not mix.
+                rounds.append(dict(row(objects, mode, bench.run_round(mode, f"{objects}-r{index}")), round=index))
                 print(f"bench-scale:   "
                       f"{json.dumps({k: v for k, v in rounds[-1].items() if k != 'api_writes_per_object'})}",
                       file=sys.stderr)
