@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from profile_summary import LINE, component
+from profile_summary import component
 
 EVENT_COUNT = re.compile(r"Event count \(approx\.\): (\d+)")
 
@@ -39,6 +39,7 @@ def frames_us(data, reconciles):
 
 
 def by(frames, key):
+    """µs summed per `key(frame)` (a thread, a component, or both)."""
     out = {}
     for frame, us in frames.items():
         out[key(frame)] = out.get(key(frame), 0.0) + us
@@ -82,14 +83,12 @@ def main(results_json, perf_dir):
     # Which thread each component's growth is on: the export thread's work is the batch
     # processor's (opentelemetry-otlp's copy and conversion); the workers' is recording, the
     # hand-over to the batch queue and the gRPC transport.
+    def thread_and_component(frame):
+        return frame[0], component(frame[1])
+
     for m in (m for m in modes if m != "A"):
-        growth = {}
-        for (thread, symbol), us in frames[m].items():
-            key = (thread, component(symbol))
-            growth[key] = growth.get(key, 0.0) + us
-        for (thread, symbol), us in frames.get("A", {}).items():
-            key = (thread, component(symbol))
-            growth[key] = growth.get(key, 0.0) - us
+        now, base = by(frames[m], thread_and_component), by(frames.get("A", {}), thread_and_component)
+        growth = {key: now.get(key, 0.0) - base.get(key, 0.0) for key in now.keys() | base.keys()}
         print(f"| thread, component: {m} − A (µs per reconcile) | |\n|---|---|")
         for (thread, name), us in sorted(growth.items(), key=lambda item: -abs(item[1]))[:12]:
             print(f"| {thread}, {name} | {us:+.1f} |")

@@ -81,9 +81,14 @@ def http_get(url, timeout=5):
 
 
 def cpu_seconds(pid):
-    """User plus system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """User plus system CPU time of a process so far."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _stat_cpu_seconds(stat):
+    """User plus system CPU time in a /proc stat line (fields 14 and 15; the command name
+    before them is in parentheses and may hold spaces)."""
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
@@ -105,10 +110,10 @@ def cpu_seconds_by_thread(pid):
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (task / "stat").read_text()
         except OSError:  # the thread ended between the listing and the read
             continue
-        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        by_name[name] = by_name.get(name, 0.0) + _stat_cpu_seconds(stat)
     return by_name
 
 

@@ -19,8 +19,8 @@ ROWS = [
     ("operator: CPU seconds", ("operator", "cpu_seconds"), 1),
     # The figure issue 19's CPU target is about, unrounded enough to read a 5 % difference.
     ("operator: CPU µs per reconcile", ("operator", "cpu_us_per_reconcile"), 0),
-    # What the SDK's batch processor thread spends: the copy, conversion and encoding of each
-    # batch by opentelemetry-otlp (its transport runs on the tokio workers).
+    # What the SDK's batch processor thread spends: opentelemetry-otlp's copy and conversion of
+    # each batch (its encoding and transport run on the tokio workers).
     ("operator: of which the span export thread, µs per reconcile", ("operator", "export_thread_us_per_reconcile"), 0),
     ("operator: peak RSS (MiB)", ("operator", "peak_rss_mib"), 1),
     ("echo-server: CPU seconds", ("echo_server", "cpu_seconds"), 1),

@@ -40,7 +40,7 @@ def summarise(rounds):
     """One row per count and mode from its rounds: the median of each figure, the CPU's spread,
     API writes as the median of each phase's verb, traces and errors of every round."""
     rows = []
-    for objects, mode in sorted({(r["objects"], r["mode"]) for r in rounds}, key=lambda k: (k[0], k[1])):
+    for objects, mode in sorted({(r["objects"], r["mode"]) for r in rounds}):
         mine = [r for r in rounds if (r["objects"], r["mode"]) == (objects, mode)]
         row = {"objects": objects, "mode": mode, "rounds": len(mine)}
         row.update({key: statistics.median(r[key] for r in mine) for key in MEDIANS})
