@@ -233,8 +233,9 @@ def test_cpu_by_thread_names_each_thread_and_adds_up_to_the_process():
     assert programs.export_thread_seconds({"tokio-runtime-w": 1.7}) == 0.0
 
 
-def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=()):
+def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=(), start_ms=0.0):
     return {"objects": objects, "mode": mode, "operator_cpu_ms_per_reconcile": cpu_ms, "operator_peak_rss_mib": rss,
+            "operator_cpu_ms_per_reconcile_after_start": cpu_ms - start_ms,
             "export_thread_ms_per_reconcile": 0.03 if mode == "B" else 0.0,
             "reconciles_per_object": 3.0, "events_per_object": 3.0, "spans_exported_per_object": 16.0,
             "seconds_to_all_ready": objects / 150, "traces_whole": "16/16 spans" if mode == "B" else None,
@@ -242,12 +243,25 @@ def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=()):
             "errors": list(errors)}
 
 
+def test_scale_row_takes_the_operators_start_up_off_the_reconciles_cpu_in_its_own_column():
+    from bench.scale_report import row as scale_row
+
+    result = {"create": {"reconciles": 1000, "seconds": 7.0}, "update": {"reconciles": 1000},
+              "delete": {"reconciles": 1000}, "api_writes_per_object": {}, "errors": [], "reconcile_errors": 0,
+              "operator": {"cpu_seconds": 3.3, "cpu_seconds_at_start": 0.3, "peak_rss_mib": 20.0,
+                           "export_thread_cpu_seconds": 0.0, "spans": {"exported": 0}}}
+    r = scale_row(1000, "A", result)
+    assert r["operator_cpu_ms_per_reconcile"] == pytest.approx(1.1)
+    assert r["operator_cpu_ms_per_reconcile_after_start"] == pytest.approx(1.0)
+
+
 def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those():
     from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
 
-    rounds = [_scale_round(1000, "A", 1.0, 20.0), _scale_round(10000, "A", 1.3, 56.0, writes=2.0),
-              _scale_round(1000, "A", 1.3, 25.0), _scale_round(10000, "A", 1.1, 60.0),
-              _scale_round(1000, "A", 1.1, 21.0, errors=["1 reconciles failed"]), _scale_round(10000, "A", 1.2, 58.0)]
+    rounds = [_scale_round(1000, "A", 1.0, 20.0, start_ms=0.1), _scale_round(10000, "A", 1.3, 56.0, writes=2.0),
+              _scale_round(1000, "A", 1.3, 25.0, start_ms=0.1), _scale_round(10000, "A", 1.1, 60.0),
+              _scale_round(1000, "A", 1.1, 21.0, errors=["1 reconciles failed"], start_ms=0.1),
+              _scale_round(10000, "A", 1.2, 58.0, start_ms=0.01)]
     rows = scale_summarise(rounds)
     assert [(r["objects"], r["rounds"]) for r in rows] == [(1000, 3), (10000, 3)]
     low, high = rows
@@ -258,7 +272,9 @@ def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those
     assert low["errors"] == ["1 reconciles failed"]
     g = growth(rows, "A")
     assert g["cpu_per_reconcile_change"] == pytest.approx(1.2 / 1.1 - 1)
+    # Without start-up: medians 1.0 at 1,000 objects and 1.19 at 10,000.
+    assert g["cpu_per_reconcile_change_after_start"] == pytest.approx(1.19 / 1.0 - 1)
     assert g["rss_bytes_per_object"] == pytest.approx((58.0 - 21.0) * 2**20 / 9000)
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 1,000 | A | 1.10 (1.00–1.30) |" in table
+    assert "| 1,000 | A | 1.10 (1.00–1.30) | 1.00 |" in table
