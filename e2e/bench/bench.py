@@ -208,9 +208,9 @@ class Bench:
         recorder = self.record_with_perf(operator, label)
         timeout = max(120, n // 2)
         harness_before = harness_cpu(self.state)
-        # What the operator spent starting (connecting, taking the Lease, listing an empty
-        # namespace): fixed per round, so per reconcile it weighs ten times more at 1,000
-        # objects than at 10,000, and would hide the growth bench-scale measures.
+        # What the operator spent starting (connecting, taking the Lease, its first list):
+        # fixed per round, so per reconcile it weighs ten times more at 1,000 objects than at
+        # 10,000; bench-scale reports the CPU per reconcile with and without it.
         start_cpu = operator.cpu_seconds()
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
         tracker = None

@@ -67,12 +67,15 @@ def growth(rows, mode):
     if len(mine) < 2:
         return None
     low, high = mine[0], mine[-1]
+
+    def change(key):
+        return high[key] / low[key] - 1
+
     return {
         "rss_bytes_per_object": (high["operator_peak_rss_mib"] - low["operator_peak_rss_mib"]) * 2**20
         / (high["objects"] - low["objects"]),
-        "cpu_per_reconcile_change": high["operator_cpu_ms_per_reconcile"] / low["operator_cpu_ms_per_reconcile"] - 1,
-        "cpu_per_reconcile_change_after_start": high["operator_cpu_ms_per_reconcile_after_start"]
-        / low["operator_cpu_ms_per_reconcile_after_start"] - 1,
+        "cpu_per_reconcile_change": change("operator_cpu_ms_per_reconcile"),
+        "cpu_per_reconcile_change_after_start": change("operator_cpu_ms_per_reconcile_after_start"),
     }
 
 
