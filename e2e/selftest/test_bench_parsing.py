@@ -4,6 +4,7 @@ reports, and the smoke run in `make test` only shows that it runs."""
 
 import pytest
 
+from bench.allocations import OUTSIDE, peak_heap, per_reconcile, sites, table
 from bench.api_writes import phase_writes, write_counts
 from bench.load import parse
 from bench.plot import cumulative
@@ -278,3 +279,43 @@ def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
     assert "| 1,000 | A | 1.10 (1.00–1.30) | 1.00 |" in table
+
+
+# heaptrack_print's collapsed stacks (root first), as the allocation count reads them.
+HEAPTRACK_STACKS = """\
+main;echo_operator::operator::reconcile::reconcile::h0123456789abcdef;echo_operator::operator::reconcile::reconcile_span::h0123456789abcdef;tracing::span::Span::new::h0123456789abcdef 12
+main;echo_operator::operator::reconcile::reconcile::h0123456789abcdef;echo_operator::operator::reconcile::reconcile_span::h0123456789abcdef;tracing::span::Span::new::h0123456789abcdef;tracing_subscriber::fmt::on_new_span 6
+main;tokio::run;_$LT$echo_operator..operator..calls..api_tracing..ApiTracing$LT$S$GT$$u20$as$u20$tower_service..Service$GT$::call::h0123456789abcdef;alloc::fmt::format::h0123456789abcdef 30
+main;hyper::proto::h1::role::parse::h0123456789abcdef;http::header::name::HeaderName::from_bytes 20
+"""
+
+
+def test_allocations_go_to_the_innermost_frame_of_this_projects_code_and_the_call_it_made():
+    counts = sites(HEAPTRACK_STACKS)
+    assert counts == {
+        "echo_operator::operator::reconcile::reconcile_span → tracing::span::Span::new": 18,
+        "<echo_operator::operator::calls::api_tracing::ApiTracing<S> as tower_service::Service>::call"
+        " → alloc::fmt::format": 30,
+        OUTSIDE: 20,
+    }
+
+
+def test_allocations_per_reconcile_are_divided_by_the_rounds_reconciles_and_tabled_per_count():
+    small = per_reconcile(sites(HEAPTRACK_STACKS), 2)
+    large = per_reconcile({site: n * 10 for site, n in sites(HEAPTRACK_STACKS).items()}, 40)
+    assert small[OUTSIDE] == 10
+    assert large[OUTSIDE] == 5
+    text = table({"1,000": small, "10,000": large}, {"1,000": "5.31M", "10,000": "28.79M"})
+    assert "| **all** | **34.0** | **17.0** |" in text
+    assert "| peak heap (not per reconcile) | 5.31M | 28.79M |" in text
+    # Sites by their largest figure: the API call's 15 allocations per reconcile first.
+    rows = text.splitlines()[4:]
+    assert rows[0].startswith("| `<echo_operator::operator::calls::api_tracing") and rows[0].endswith("| 15.0 | 7.5 |")
+    with pytest.raises(ValueError):
+        per_reconcile(small, 0)
+
+
+def test_the_peak_heap_is_read_from_heaptracks_summary():
+    summary = "calls to allocation functions: 2173315 (91250/s)\npeak heap memory consumption: 5.31M\n"
+    assert peak_heap(summary) == "5.31M"
+    assert peak_heap("no summary") == "?"
