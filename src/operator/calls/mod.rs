@@ -8,3 +8,4 @@ pub mod bounded;
 pub mod echo_client;
 pub mod echo_span;
 pub mod fenced;
+pub mod written;

@@ -19,6 +19,7 @@ pub use kube::runtime::events::{Event, EventType, Reporter};
 use super::event_series::{RecentSeries, SeriesKey};
 use crate::crd::K8S_TRACEPARENT_ANNOTATION;
 use crate::lock::lock;
+use crate::operator::calls::written::{self, Written};
 
 /// The API server refuses an Event whose note is longer (bytes).
 const MAX_NOTE: usize = 1024;
@@ -94,7 +95,7 @@ impl EventRecorder {
             note: event.note.clone(),
         };
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
-        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<Written<K8sEvent>> = Api::namespaced(self.client.clone(), namespace);
         let next_in_series = self.lock().next(&key, now);
         let (name, count) = match next_in_series {
             Some((name, count)) => {
@@ -113,8 +114,9 @@ impl EventRecorder {
                         traceparent.to_owned(),
                     )]));
                 }
-                let created = api.create(&PostParams::default(), &new_event).await?;
-                (created.metadata.name.unwrap_or_default(), 1)
+                let created =
+                    written::create(&self.client, &api, &PostParams::default(), &new_event).await?;
+                (created.name().unwrap_or_default().to_owned(), 1)
             }
         };
         self.lock().remember(key, name, count, now);

@@ -11,13 +11,14 @@ use tracing::Instrument;
 
 use super::error::Error;
 use crate::crd::{Echo, FINALIZER};
+use crate::operator::calls::written::Written;
 
 pub fn has_finalizer(echo: &Echo) -> bool {
     echo.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// Adds the finalizer unless it is there; true when it patched the object.
-pub async fn ensure(api: &Api<Echo>, echo: &Echo) -> Result<bool, Error> {
+pub async fn ensure(api: &Api<Written<Echo>>, echo: &Echo) -> Result<bool, Error> {
     if has_finalizer(echo) {
         return Ok(false);
     }
@@ -40,7 +41,7 @@ pub async fn ensure(api: &Api<Echo>, echo: &Echo) -> Result<bool, Error> {
 }
 
 /// Removes the finalizer, which lets Kubernetes delete the object; true when it patched it.
-pub async fn remove(api: &Api<Echo>, echo: &Echo) -> Result<bool, Error> {
+pub async fn remove(api: &Api<Written<Echo>>, echo: &Echo) -> Result<bool, Error> {
     let Some(index) = echo.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(false);
     };
@@ -57,7 +58,7 @@ pub async fn remove(api: &Api<Echo>, echo: &Echo) -> Result<bool, Error> {
 /// Sends a JSON patch of the finalizer list inside `span`; `action` completes the error
 /// message ("cannot ...").
 async fn send(
-    api: &Api<Echo>,
+    api: &Api<Written<Echo>>,
     echo: &Echo,
     patch: serde_json::Value,
     span: tracing::Span,

@@ -15,6 +15,7 @@ use super::outcome::{Record, Write};
 use super::status::{self, Outcome};
 use crate::crd::{Echo, SKIP_CLEANUP_ANNOTATION};
 use crate::echo_api::EchoReply;
+use crate::operator::calls::written::Written;
 use crate::operator::context::Context;
 use crate::telemetry::propagation;
 
@@ -31,7 +32,8 @@ pub struct TraceNames {
 pub struct Reconciliation<'a> {
     echo: &'a Echo,
     ctx: &'a Context,
-    api: Api<Echo>,
+    /// Writes to the object, which do not parse the object the API server sends back.
+    api: Api<Written<Echo>>,
     namespace: String,
     trace: TraceNames,
     record: &'a Record,
