@@ -50,6 +50,15 @@ impl<K: Resource<DynamicType = ()>> Resource for Written<K> {
         K::plural(dt)
     }
 
+    // `K`'s own, which may be static strings; the defaults format them anew on every call.
+    fn api_version(dt: &()) -> Cow<'_, str> {
+        K::api_version(dt)
+    }
+
+    fn url_path(dt: &(), namespace: Option<&str>) -> String {
+        K::url_path(dt, namespace)
+    }
+
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -151,5 +160,6 @@ mod tests {
             "/apis/events.k8s.io/v1/namespaces/ns/events"
         );
         assert_eq!(Written::<Echo>::kind(&()), "Echo");
+        assert_eq!(Written::<Event>::api_version(&()), "events.k8s.io/v1");
     }
 }
