@@ -83,7 +83,7 @@ profile-operator:
 	python3 e2e/bench/profile_operator.py target/profile-operator/results.json target/profile-operator/perf
 
 ## How many heap allocations a reconcile makes at 1,000 and 10,000 objects, and where (heaptrack;
-## not in `make test`; 8 min): bench-scale's round in mode A, allocations per reconcile by site.
+## not in `make test`; about 5 min): bench-scale's round in mode A, allocations per reconcile by site.
 profile-allocations:
 	e2e/bench/count-allocations
 

@@ -8,7 +8,6 @@
 //! request's span unchanged) and skips the answer's content without building it.
 
 use std::borrow::Cow;
-use std::fmt::Debug;
 use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
