@@ -15,6 +15,7 @@ use echo_operator::operator::calls::echo_client::RetryConfig;
 use echo_operator::operator::process::health::{self, Readiness};
 use echo_operator::operator::process::leader::{self, Election, Fence, LeaseConfig};
 use echo_operator::operator::process::metrics::Metrics;
+use echo_operator::operator::watch::watched::{self, Watched};
 use echo_operator::operator::{self, LoopConfig, Settings};
 use echo_operator::shutdown::{self, Stop};
 use echo_operator::telemetry::{self, TelemetryConfig};
@@ -301,11 +302,11 @@ async fn run(args: Args, metrics: Arc<Metrics>) -> Result<(), RunError> {
         concurrency = args.reconcile.concurrency,
         "operator started"
     );
-    let api: Api<Echo> = match &args.reconcile.namespace {
+    let api: Api<Watched<Echo>> = match &args.reconcile.namespace {
         Some(namespace) => Api::namespaced(watch_client, namespace),
         None => Api::all(watch_client),
     };
-    let watch = || watcher(api.clone(), watcher::Config::default()).default_backoff();
+    let watch = || watched::watch(api.clone(), watcher::Config::default()).default_backoff();
     let roles = election.roles();
     let (loop_config, signalled) = (args.loop_config(), stop.clone());
     let grace = loop_config.shutdown_grace;

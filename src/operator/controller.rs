@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use kube::ResourceExt;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
@@ -77,15 +76,9 @@ pub async fn run_while_leading<S>(
     }
 }
 
-/// What the cache keeps of an object: all but `metadata.managedFields`, which nothing here
-/// reads (status is written by server-side apply, which needs no copy of them) and which
-/// held a large share of the operator's memory per object (docs/performance.md).
-fn without_managed_fields(echo: &mut Echo) {
-    echo.managed_fields_mut().clear();
-}
-
 /// Runs the controller over `events` until `shutdown` resolves. Production passes the
-/// watcher's stream; tests pass events of their own.
+/// watcher's stream ([`watch::watched::watch`], whose objects come without `managedFields`,
+/// so the cache holds none); tests pass events of their own.
 pub async fn run_controller<S>(
     events: S,
     ctx: Arc<Context>,
@@ -109,7 +102,7 @@ pub async fn run_controller<S>(
         move |object_ref: &str| ctx.forget(object_ref)
     };
     let triggers = watch::traced_triggers(
-        events.modify(without_managed_fields).reflect(writer),
+        events.reflect(writer),
         ctx.links.clone(),
         ctx.metrics.clone(),
         gone,
@@ -136,34 +129,4 @@ pub async fn run_controller<S>(
             }
         });
     grace.bound("reconciles", controller).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-
-    use super::*;
-    use crate::crd::{EchoSpec, FINALIZER, TRACEPARENT_ANNOTATION};
-
-    #[test]
-    fn the_cache_drops_managed_fields_and_keeps_what_the_reconcile_reads() {
-        let mut echo = Echo::new("a", EchoSpec::new("hello").fail_first(1));
-        echo.metadata.generation = Some(3);
-        echo.annotations_mut()
-            .insert(TRACEPARENT_ANNOTATION.into(), "00-x".into());
-        echo.finalizers_mut().push(FINALIZER.into());
-        *echo.managed_fields_mut() = vec![ManagedFieldsEntry {
-            manager: Some("echo-operator".into()),
-            ..ManagedFieldsEntry::default()
-        }];
-        let before = echo.clone();
-
-        without_managed_fields(&mut echo);
-
-        assert!(echo.managed_fields().is_empty());
-        assert_eq!(echo.metadata.generation, before.metadata.generation);
-        assert_eq!(echo.annotations(), before.annotations());
-        assert_eq!(echo.finalizers(), before.finalizers());
-        assert_eq!(echo.spec, before.spec);
-    }
 }

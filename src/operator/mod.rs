@@ -40,6 +40,7 @@ pub mod calls;
 pub mod attributes;
 pub mod context;
 pub mod process;
+mod stand_in;
 
 pub use context::{Context, Settings};
 pub use controller::{LoopConfig, run_controller, run_while_leading};

@@ -7,13 +7,14 @@
 //! reaches `K`'s URLs with kube's own methods (errors, retries of the client stack and the API
 //! request's span unchanged) and skips the answer's content without building it.
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource};
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::operator::stand_in::stands_in_for;
 
 /// `K` as far as a write's answer goes: its `metadata.name`, nothing else.
 #[derive(Clone, Debug)]
@@ -29,35 +30,7 @@ impl<K> Written<K> {
     }
 }
 
-impl<K: Resource<DynamicType = ()>> Resource for Written<K> {
-    type DynamicType = ();
-    type Scope = K::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &()) -> Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &()) -> Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn plural(dt: &()) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    // `K`'s own, which may be static strings; the defaults format them anew on every call.
-    fn api_version(dt: &()) -> Cow<'_, str> {
-        K::api_version(dt)
-    }
-
-    fn url_path(dt: &(), namespace: Option<&str>) -> String {
-        K::url_path(dt, namespace)
-    }
-
+stands_in_for!(Written {
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -65,7 +38,7 @@ impl<K: Resource<DynamicType = ()>> Resource for Written<K> {
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
     }
-}
+});
 
 impl<'de, K> Deserialize<'de> for Written<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -6,6 +6,7 @@
 
 pub mod change_filter;
 pub mod trace_links;
+pub mod watched;
 
 use std::sync::Arc;
 
