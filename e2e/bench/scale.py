@@ -1,13 +1,15 @@
 """How the operator's cost grows with its work (make bench-scale): modes A (tracing off) and B
 (exporting to Jaeger) at 1,000, 3,000 and 10,000 objects, rounds of creates, updates and
 deletes (one by default; `--rounds N` runs every count and mode N times, interleaved, and the
-table gives medians), through the benchmark's own round (bench.py). Per object count and mode: operator
+table gives medians), through the benchmark's own round (bench.py). `--compare NAME=DIR` also runs
+the binaries in DIR right after this build's at every count and mode: two builds side by side. Per object count and mode: operator
 CPU per reconcile, peak RSS, API writes per object and phase (the API server's own count),
 Events, spans exported, time to all Ready, and in B whether every trace is whole. Writes
 results.json, results.md and scale.png; fails on errors and incomplete traces, never on timing."""
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench import ROOT, Bench, machine  # noqa: E402
 from programs import add_operator_options  # noqa: E402
-from scale_report import growth, markdown, row, summarise  # noqa: E402
+from scale_report import THIS_BUILD, growth, markdown, row, summarise  # noqa: E402
 
 
 def plot(rows, path):
@@ -28,9 +30,10 @@ def plot(rows, path):
               ("events_per_object", "Events per object")]
     figure, axes = plt.subplots(1, len(panels), figsize=(16, 3.8))
     for axis, (key, title) in zip(axes, panels):
-        for mode in sorted({r["mode"] for r in rows}):
-            mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["objects"])
-            axis.plot([r["objects"] for r in mine], [r[key] for r in mine], marker="o", label=f"mode {mode}")
+        for mode, build in sorted({(r["mode"], r["build"]) for r in rows}):
+            mine = sorted((r for r in rows if (r["mode"], r["build"]) == (mode, build)), key=lambda r: r["objects"])
+            label = f"mode {mode}" if build == THIS_BUILD else f"mode {mode}, {build}"
+            axis.plot([r["objects"] for r in mine], [r[key] for r in mine], marker="o", label=label)
         axis.set_title(title)
         axis.set_xlabel("objects")
         axis.grid(alpha=0.3)
@@ -38,6 +41,16 @@ def plot(rows, path):
     axes[0].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def compared_build(text):
+    """NAME=DIR of --compare; NAME goes into namespaces, so it is a DNS label's lower-case letters and digits."""
+    name, _, directory = text.partition("=")
+    if not re.fullmatch(r"[a-z0-9]{1,12}", name) or name == THIS_BUILD or not directory:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, NAME 1-12 of a-z0-9 other than {THIS_BUILD!r}: {text!r}")
+    if not all((Path(directory) / program).is_file() for program in ("operator", "echo-server")):
+        raise argparse.ArgumentTypeError(f"{directory} holds no operator and echo-server")
+    return name, directory
 
 
 def main():
@@ -51,8 +64,11 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "target" / "bench-scale"))
     parser.add_argument("--perf", metavar="DIR",
                         help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
+    parser.add_argument("--compare", type=compared_build, action="append", default=[], metavar="NAME=DIR",
+                        help="also run the binaries in DIR right after this build's, at every count and mode")
     add_operator_options(parser)
     args = parser.parse_args()
+    builds = [(THIS_BUILD, args.bin_dir), *args.compare]
     counts = [int(c) for c in args.counts.split(",")]
 
     args.objects = counts[0]
@@ -62,17 +78,25 @@ def main():
         for objects in counts:
             bench.args.objects = objects
             for mode in args.modes:
-                print(f"bench-scale: round {index}, {objects} objects, mode {mode}", file=sys.stderr)
-                # A label of its own per round: the same count's namespace from the round before
-                # may still be terminating (409 AlreadyExists), and logs must not mix.
-                rounds.append(dict(row(objects, mode, bench.run_round(mode, f"{objects}-r{index}")), round=index))
-                print(f"bench-scale:   "
-                      f"{json.dumps({k: v for k, v in rounds[-1].items() if k != 'api_writes_per_object'})}",
-                      file=sys.stderr)
+                for build, bin_dir in builds:
+                    print(f"bench-scale: round {index}, {objects} objects, mode {mode}, build {build}",
+                          file=sys.stderr)
+                    bench.bin = Path(bin_dir)
+                    # A label of its own per round: the same count's namespace from the round before
+                    # may still be terminating (409 AlreadyExists), and logs must not mix.
+                    label = f"{objects}-r{index}" + ("" if build == THIS_BUILD else f"-{build}")
+                    result = bench.run_round(mode, label)
+                    rounds.append(dict(row(objects, mode, result), round=index, build=build))
+                    print(f"bench-scale:   "
+                          f"{json.dumps({k: v for k, v in rounds[-1].items() if k != 'api_writes_per_object'})}",
+                          file=sys.stderr)
     rows = summarise(rounds)
     results = {"machine": machine(), "operator_env": dict(args.operator_env),
                "operator_protocol": args.operator_protocol, "rounds": args.rounds, "per_round": rounds,
-               "rows": rows, "growth": {mode: growth(rows, mode) for mode in args.modes}}
+               "builds": dict(builds), "rows": rows,
+               "growth": {mode: growth(rows, mode) for mode in args.modes},
+               "growth_by_build": {build: {mode: growth(rows, mode, build) for mode in args.modes}
+                                   for build, _ in builds}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -80,7 +104,7 @@ def main():
     (out / "results.md").write_text(table)
     plot(rows, out / "scale.png")
     print(table)
-    problems = [f"{r['objects']} objects, mode {r['mode']}: {e}" for r in rows for e in r["errors"]]
+    problems = [f"{r['objects']} objects, mode {r['mode']}, build {r['build']}: {e}" for r in rows for e in r["errors"]]
     if problems:
         print("bench-scale: FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

@@ -4,6 +4,8 @@ the cost grows from the smallest count to the largest, and the Markdown table (s
 import statistics
 
 PHASES = ("create", "update", "delete")
+# The build under test (--bin-dir); rounds of a build run beside it (--compare) carry its name.
+THIS_BUILD = "this"
 
 
 def row(objects, mode, r):
@@ -41,12 +43,16 @@ MEDIANS = ("operator_cpu_ms_per_reconcile", "operator_cpu_ms_per_reconcile_after
 
 
 def summarise(rounds):
-    """One row per count and mode from its rounds: the median of each figure, the CPU's spread,
-    API writes as the median of each phase's verb, traces and errors of every round."""
+    """One row per count, mode and build from its rounds: the median of each figure, the CPU's
+    spread, API writes as the median of each phase's verb, traces and errors of every round."""
     rows = []
-    for objects, mode in sorted({(r["objects"], r["mode"]) for r in rounds}):
-        mine = [r for r in rounds if (r["objects"], r["mode"]) == (objects, mode)]
-        row = {"objects": objects, "mode": mode, "rounds": len(mine)}
+
+    def key(r):
+        return r["objects"], r["mode"], r.get("build", THIS_BUILD)
+
+    for objects, mode, build in sorted({key(r) for r in rounds}):
+        mine = [r for r in rounds if key(r) == (objects, mode, build)]
+        row = {"objects": objects, "mode": mode, "build": build, "rounds": len(mine)}
         row.update({key: statistics.median(r[key] for r in mine) for key in MEDIANS})
         cpu = [r["operator_cpu_ms_per_reconcile"] for r in mine]
         row["operator_cpu_ms_per_reconcile_range"] = (min(cpu), max(cpu))
@@ -61,9 +67,10 @@ def summarise(rounds):
     return rows
 
 
-def growth(rows, mode):
+def growth(rows, mode, build=THIS_BUILD):
     """RSS bytes per object and the CPU per reconcile's change, from the smallest count to the largest."""
-    mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["objects"])
+    mine = sorted((r for r in rows if (r["mode"], r.get("build", THIS_BUILD)) == (mode, build)),
+                  key=lambda r: r["objects"])
     if len(mine) < 2:
         return None
     low, high = mine[0], mine[-1]
@@ -85,7 +92,7 @@ def writes_cell(writes):
 
 def cpu_range(row):
     low, high = row["operator_cpu_ms_per_reconcile_range"]
-    return "" if row["rounds"] == 1 else f" ({low:.2f}–{high:.2f})"
+    return "" if row["rounds"] == 1 else f" ({low:.3f}–{high:.3f})"
 
 
 def markdown(results):
@@ -102,17 +109,22 @@ def markdown(results):
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
+        mode = r["mode"] if r.get("build", THIS_BUILD) == THIS_BUILD else f"{r['mode']}, {r['build']}"
         lines.append(
-            f"| {r['objects']:,} | {r['mode']} | {r['operator_cpu_ms_per_reconcile']:.2f}{cpu_range(r)} | "
+            f"| {r['objects']:,} | {mode} | {r['operator_cpu_ms_per_reconcile']:.3f}{cpu_range(r)} | "
             f"{r['operator_cpu_ms_per_reconcile_after_start']:.2f} | "
             f"{r['export_thread_ms_per_reconcile']:.3f} | "
             f"{r['operator_peak_rss_mib']:.1f} | {r['reconciles_per_object']:.2f} | {r['events_per_object']:.2f} | "
             f"{r['spans_exported_per_object']:.1f} | {r['seconds_to_all_ready']:.1f} | {r['traces_whole'] or '–'} | "
             f"{writes_cell(r['api_writes_per_object'])} |")
     lines.append("")
-    for mode, g in results["growth"].items():
-        if g:
-            lines.append(f"- mode {mode}: operator RSS grows {g['rss_bytes_per_object']:,.0f} bytes per object; "
-                         f"CPU per reconcile changes {g['cpu_per_reconcile_change']:+.0%} from the smallest count to "
-                         f"the largest ({g['cpu_per_reconcile_change_after_start']:+.0%} without start-up)")
+    by_build = results.get("growth_by_build") or {THIS_BUILD: results["growth"]}
+    for build, growths in by_build.items():
+        for mode, g in growths.items():
+            if not g:
+                continue
+            name = f"mode {mode}" if build == THIS_BUILD else f"mode {mode}, build {build}"
+            lines.append(f"- {name}: operator RSS grows {g['rss_bytes_per_object']:,.0f} bytes per object; "
+                         f"CPU per reconcile changes {g['cpu_per_reconcile_change']:+.1%} from the smallest count to "
+                         f"the largest ({g['cpu_per_reconcile_change_after_start']:+.1%} without start-up)")
     return "\n".join(lines) + "\n"

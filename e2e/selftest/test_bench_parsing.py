@@ -278,7 +278,29 @@ def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those
     assert g["rss_bytes_per_object"] == pytest.approx((58.0 - 21.0) * 2**20 / 9000)
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 1,000 | A | 1.10 (1.00–1.30) | 1.00 |" in table
+    assert "| 1,000 | A | 1.100 (1.000–1.300) | 1.00 |" in table
+
+
+def test_scale_keeps_a_compared_build_apart_with_its_own_rows_and_growth():
+    from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
+
+    rounds = [dict(_scale_round(1000, "A", 1.0, 20.0), build="this"),
+              dict(_scale_round(1000, "A", 0.8, 19.0), build="before"),
+              dict(_scale_round(10000, "A", 1.1, 50.0), build="this"),
+              dict(_scale_round(10000, "A", 1.0, 52.0), build="before")]
+    rows = scale_summarise(rounds)
+    assert [(r["objects"], r["build"], r["operator_cpu_ms_per_reconcile"]) for r in rows] == [
+        (1000, "before", 0.8), (1000, "this", 1.0), (10000, "before", 1.0), (10000, "this", 1.1)]
+    assert growth(rows, "A")["cpu_per_reconcile_change"] == pytest.approx(0.1)
+    assert growth(rows, "A", "before")["cpu_per_reconcile_change"] == pytest.approx(0.25)
+    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": rows,
+                            "growth": {"A": growth(rows, "A")},
+                            "growth_by_build": {"this": {"A": growth(rows, "A")},
+                                                "before": {"A": growth(rows, "A", "before")}}})
+    assert "| 1,000 | A, before | 0.800 |" in table
+    assert "| 1,000 | A | 1.000 |" in table
+    assert "- mode A: operator RSS grows" in table and "changes +10.0% from" in table
+    assert "- mode A, build before: operator RSS grows" in table and "changes +25.0% from" in table
 
 
 # heaptrack_print's collapsed stacks (root first), as the allocation count reads them.
