@@ -2,7 +2,8 @@
 (exporting to Jaeger) at 1,000, 3,000 and 10,000 objects, rounds of creates, updates and
 deletes (one by default; `--rounds N` runs every count and mode N times, interleaved, and the
 table gives medians), through the benchmark's own round (bench.py). `--compare NAME=DIR` also runs
-the binaries in DIR right after this build's at every count and mode: two builds side by side. Per object count and mode: operator
+the binaries in DIR beside this build's at every count and mode, in turns (each round changes which
+runs first): two builds side by side. Per object count and mode: operator
 CPU per reconcile, peak RSS, API writes per object and phase (the API server's own count),
 Events, spans exported, time to all Ready, and in B whether every trace is whole. Writes
 results.json, results.md and scale.png; fails on errors and incomplete traces, never on timing."""
@@ -65,7 +66,7 @@ def main():
     parser.add_argument("--perf", metavar="DIR",
                         help="sample each round's operator with perf into DIR (a profile, not a benchmark)")
     parser.add_argument("--compare", type=compared_build, action="append", default=[], metavar="NAME=DIR",
-                        help="also run the binaries in DIR right after this build's, at every count and mode")
+                        help="also run the binaries in DIR beside this build's at every count and mode, in turns")
     add_operator_options(parser)
     args = parser.parse_args()
     builds = [(THIS_BUILD, args.bin_dir), *args.compare]
@@ -78,7 +79,9 @@ def main():
         for objects in counts:
             bench.args.objects = objects
             for mode in args.modes:
-                for build, bin_dir in builds:
+                # Each round turns the order of the builds, so that neither always runs first.
+                turn = (index - 1) % len(builds)
+                for build, bin_dir in builds[turn:] + builds[:turn]:
                     print(f"bench-scale: round {index}, {objects} objects, mode {mode}, build {build}",
                           file=sys.stderr)
                     bench.bin = Path(bin_dir)
