@@ -28,6 +28,8 @@ def row(objects, mode, r):
         "events_per_object": sum(w.get("POST events", 0) for w in writes.values()),
         "spans_exported_per_object": r["operator"]["spans"]["exported"] / objects,
         "seconds_to_all_ready": r["create"]["seconds"],
+        # How long the round's namespace took to go (None: it did not, within the bound).
+        "seconds_until_namespace_gone": r.get("seconds_until_namespace_gone"),
         "traces_whole": None if not traces else f"{traces['spans_found']}/{traces['spans_expected']} spans",
         "errors": r["errors"] + ([f"{r['reconcile_errors']:.0f} reconciles failed"] if r["reconcile_errors"] else [])
                   + ([f"{traces['spans_expected'] - traces['spans_found']} spans missing"]
