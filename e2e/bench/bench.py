@@ -29,7 +29,7 @@ from api_writes import phase_writes, write_counts
 from kube_api import GROUP, ApiError, KubeApi
 from load import run_wrk
 from plot import plot
-from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, export_thread_seconds, free_port, harness_cpu, http_get, settle, span_counters, telemetry_env
+from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, export_thread_seconds, free_port, harness_cpu, http_get, settle, span_counters, steal_seconds, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
@@ -208,7 +208,7 @@ class Bench:
             raise
         recorder = self.record_with_perf(operator, label)
         timeout = max(120, n // 2)
-        harness_before = harness_cpu(self.state)
+        harness_before, steal_before = harness_cpu(self.state), steal_seconds()
         # What the operator spent starting (connecting, taking the Lease, its first list):
         # fixed per round, so per reconcile it weighs ten times more at 1,000 objects than at
         # 10,000; bench-scale reports the CPU per reconcile with and without it.
@@ -266,6 +266,8 @@ class Bench:
                                "spans": span_counters(f"{url}/metrics", prefix)}
             result["operator"]["cpu_seconds_at_start"] = start_cpu
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
+            # Whether the host took this VM's cores away during the round (the rounds' spread).
+            result["steal_seconds"] = steal_seconds() - steal_before
 
             if mode == "B":
                 trace_ids = [t for (_, _), (_, t) in tracker.ready.items() if t]

@@ -123,6 +123,15 @@ def harness_cpu(state_dir, names=("kube-apiserver", "etcd", "jaeger")):
     return {name: cpu_seconds(int(Path(state_dir, "pids", f"{name}.pid").read_text())) for name in names}
 
 
+def steal_seconds(stat_path="/proc/stat"):
+    """CPU seconds so far, all CPUs together, in which this VM's vCPUs wanted to run and the
+    hypervisor ran something else (the `steal` column of /proc/stat; 0 where there is none)."""
+    with open(stat_path) as stat:
+        fields = stat.readline().split()
+    # cpu user nice system idle iowait irq softirq steal guest guest_nice
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[:1] == ["cpu"] and len(fields) > 8 else 0.0
+
+
 def settle(state_dir, busy_cores=0.1, timeout=60):
     """Waits until the harness is idle (its processes use under `busy_cores` over a second),
     for at most `timeout` seconds: after the reconcile rounds the API server and etcd are

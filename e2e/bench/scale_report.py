@@ -30,6 +30,9 @@ def row(objects, mode, r):
         "seconds_to_all_ready": r["create"]["seconds"],
         # How long the round's namespace took to go (None: it did not, within the bound).
         "seconds_until_namespace_gone": r.get("seconds_until_namespace_gone"),
+        # What else ran on the machine during the round: the harness's CPU and the host's steal.
+        "harness_cpu_seconds": sum(r.get("harness_cpu_seconds", {}).values()),
+        "steal_seconds": r.get("steal_seconds"),
         "traces_whole": None if not traces else f"{traces['spans_found']}/{traces['spans_expected']} spans",
         "errors": r["errors"] + ([f"{r['reconcile_errors']:.0f} reconciles failed"] if r["reconcile_errors"] else [])
                   + ([f"{traces['spans_expected'] - traces['spans_found']} spans missing"]

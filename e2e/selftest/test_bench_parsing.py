@@ -2,6 +2,8 @@
 reads from wrk, from a metrics exposition and from a Jaeger trace decides every figure it
 reports, and the smoke run in `make test` only shows that it runs."""
 
+import os
+
 import pytest
 
 from bench.allocations import OUTSIDE, peak_heap, per_reconcile, sites, table
@@ -279,6 +281,15 @@ def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
     assert "| 1,000 | A | 1.100 (1.000–1.300) | 1.00 |" in table
+
+
+def test_steal_is_the_eighth_figure_of_the_cpu_line_in_clock_ticks(tmp_path):
+    stat = tmp_path / "stat"
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat.write_text(f"cpu  972992 0 135204 137300 1256 0 16481 {3 * ticks} 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    assert programs.steal_seconds(stat) == pytest.approx(3.0)
+    stat.write_text("cpu  1 2 3 4\n")  # a kernel without the column
+    assert programs.steal_seconds(stat) == 0.0
 
 
 def test_scale_keeps_a_compared_build_apart_with_its_own_rows_and_growth():
