@@ -70,6 +70,8 @@ def main():
     add_operator_options(parser)
     args = parser.parse_args()
     builds = [(THIS_BUILD, args.bin_dir), *args.compare]
+    if len({name for name, _ in builds}) != len(builds):
+        parser.error("each --compare needs a name of its own")
     counts = [int(c) for c in args.counts.split(",")]
 
     args.objects = counts[0]
