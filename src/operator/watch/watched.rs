@@ -72,6 +72,7 @@ fn unwrap_event<K>(event: watcher::Event<Watched<K>>) -> watcher::Event<K> {
 
 /// A deserializer that hands its value on as is, except the map entry at `path` (never
 /// empty), which it skips. Only maps are looked into; any other value passes untouched.
+/// (Sequences too: the path names map keys, never list items.)
 struct Skipping<'p, D> {
     inner: D,
     path: &'p [&'static str],
@@ -83,6 +84,17 @@ macro_rules! pass_through {
         $(
             fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
                 self.inner.$method($($arg,)* visitor)
+            }
+        )*
+    };
+}
+
+/// Each method hands its value to the same method of the inner visitor.
+macro_rules! visit_through {
+    ($($method:ident($ty:ty);)*) => {
+        $(
+            fn $method<E: de::Error>(self, value: $ty) -> Result<V::Value, E> {
+                self.inner.$method(value)
             }
         )*
     };
@@ -163,6 +175,25 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for SkippingVisitor<'_, V> {
     // A struct may also come as a sequence of its fields; nothing is skipped in one.
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         self.inner.visit_seq(seq)
+    }
+
+    // Values of any other kind go to the inner visitor as they are.
+    visit_through! {
+        visit_bool(bool); visit_i64(i64); visit_u64(u64); visit_i128(i128); visit_u128(u128);
+        visit_f64(f64); visit_str(&str); visit_borrowed_str(&'de str); visit_string(String);
+        visit_bytes(&[u8]); visit_borrowed_bytes(&'de [u8]); visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_some(deserializer)
     }
 }
 
@@ -355,6 +386,30 @@ mod tests {
                 "spec": { "metadata": { "managedFields": 4 } },
             })
         );
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_map_passes_untouched() {
+        for input in [
+            "\"text\"",
+            "7",
+            "-1",
+            "2.5",
+            "true",
+            "null",
+            "[{\"managedFields\": 1}]",
+        ] {
+            let value = Value::deserialize(Skipping {
+                inner: &mut serde_json::Deserializer::from_str(input),
+                path: SKIPPED,
+            })
+            .expect("JSON parses");
+            assert_eq!(
+                value,
+                serde_json::from_str::<Value>(input).expect("JSON"),
+                "{input}"
+            );
+        }
     }
 
     #[test]
