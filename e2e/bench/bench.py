@@ -34,6 +34,7 @@ from report import LOAD_MODES, markdown, percentile, summarise
 from traces import EXPECTED, TraceChecker
 
 from e2elib.metrics import metric_sum
+from e2elib.polling import TimedOut, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 VISIBILITY_SAMPLE = 20  # objects per B round whose time to show up in Jaeger is measured
@@ -294,22 +295,30 @@ class Bench:
     def wait_until_gone(self, path):
         """Seconds until `path` is gone, or None after NAMESPACE_GONE_SECONDS. The next round
         must not start while the namespace controller deletes this one's objects and Events
-        (30,000 at 10,000 objects) on the same two cores: the 1,000-object rounds that ran
-        beside that work measured the lowest CPU per reconcile (docs/performance.md). Waiting
-        is the benchmark's method, so a namespace that stays is said loudly, not failed."""
-        started = time.monotonic()
-        while time.monotonic() - started < NAMESPACE_GONE_SECONDS:
+        (30,000 at 10,000 objects) on the same two cores, or it measures some of that work
+        too. Waiting is the benchmark's method, so a namespace that stays is said loudly, not
+        failed."""
+
+        def gone():
             try:
                 self.api.request("GET", path)
             except ApiError as e:
                 if e.status == 404:
-                    return time.monotonic() - started
-                print(f"bench: WARNING: cannot tell whether {path} is gone: {e}", file=sys.stderr)
-                return None
-            time.sleep(0.5)
-        print(f"bench: WARNING: {path} still there after {NAMESPACE_GONE_SECONDS} s; the next round "
-              "starts beside its deletion", file=sys.stderr)
-        return None
+                    return True
+                raise
+            return False
+
+        started = time.monotonic()
+        try:
+            eventually(f"{path} gone", gone, timeout=NAMESPACE_GONE_SECONDS, interval=0.5)
+        except TimedOut:
+            print(f"bench: WARNING: {path} still there after {NAMESPACE_GONE_SECONDS} s; the next round "
+                  "starts beside its deletion", file=sys.stderr)
+            return None
+        except ApiError as e:
+            print(f"bench: WARNING: cannot tell whether {path} is gone: {e}", file=sys.stderr)
+            return None
+        return time.monotonic() - started
 
     def record_with_perf(self, operator, label):
         """With --perf DIR: perf samples this round's operator until it exits, into

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench import ROOT, Bench, machine  # noqa: E402
 from programs import add_operator_options  # noqa: E402
-from scale_report import THIS_BUILD, growth, markdown, row, summarise  # noqa: E402
+from scale_report import THIS_BUILD, growth, markdown, mode_label, row, summarise  # noqa: E402
 
 
 def plot(rows, path):
@@ -33,8 +33,8 @@ def plot(rows, path):
     for axis, (key, title) in zip(axes, panels):
         for mode, build in sorted({(r["mode"], r["build"]) for r in rows}):
             mine = sorted((r for r in rows if (r["mode"], r["build"]) == (mode, build)), key=lambda r: r["objects"])
-            label = f"mode {mode}" if build == THIS_BUILD else f"mode {mode}, {build}"
-            axis.plot([r["objects"] for r in mine], [r[key] for r in mine], marker="o", label=label)
+            axis.plot([r["objects"] for r in mine], [r[key] for r in mine], marker="o",
+                      label=f"mode {mode_label(mode, build)}")
         axis.set_title(title)
         axis.set_xlabel("objects")
         axis.grid(alpha=0.3)

@@ -8,6 +8,11 @@ PHASES = ("create", "update", "delete")
 THIS_BUILD = "this"
 
 
+def mode_label(mode, build):
+    """A row's mode as tables and plots name it: the mode alone for this build, else with the build."""
+    return mode if build == THIS_BUILD else f"{mode}, {build}"
+
+
 def row(objects, mode, r):
     """One round's figures per object and per reconcile, from bench.py's round result `r`."""
     reconciles = sum(r[phase]["reconciles"] for phase in PHASES)
@@ -74,8 +79,7 @@ def summarise(rounds):
 
 def growth(rows, mode, build=THIS_BUILD):
     """RSS bytes per object and the CPU per reconcile's change, from the smallest count to the largest."""
-    mine = sorted((r for r in rows if (r["mode"], r.get("build", THIS_BUILD)) == (mode, build)),
-                  key=lambda r: r["objects"])
+    mine = sorted((r for r in rows if (r["mode"], r["build"]) == (mode, build)), key=lambda r: r["objects"])
     if len(mine) < 2:
         return None
     low, high = mine[0], mine[-1]
@@ -114,9 +118,8 @@ def markdown(results):
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
-        mode = r["mode"] if r.get("build", THIS_BUILD) == THIS_BUILD else f"{r['mode']}, {r['build']}"
         lines.append(
-            f"| {r['objects']:,} | {mode} | {r['operator_cpu_ms_per_reconcile']:.3f}{cpu_range(r)} | "
+            f"| {r['objects']:,} | {mode_label(r['mode'], r['build'])} | {r['operator_cpu_ms_per_reconcile']:.3f}{cpu_range(r)} | "
             f"{r['operator_cpu_ms_per_reconcile_after_start']:.2f} | "
             f"{r['export_thread_ms_per_reconcile']:.3f} | "
             f"{r['operator_peak_rss_mib']:.1f} | {r['reconciles_per_object']:.2f} | {r['events_per_object']:.2f} | "

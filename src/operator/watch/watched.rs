@@ -168,7 +168,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for SkippingVisitor<'_, V> {
         self.inner.visit_map(SkippingMap {
             inner: map,
             path: self.path,
-            descend: false,
+            descend: None,
         })
     }
 
@@ -198,11 +198,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for SkippingVisitor<'_, V> {
 }
 
 /// A map whose entry at `path[0]` is skipped (the path's last key) or looked into for the
-/// rest of the path (`descend`, for the value that follows the key just read).
+/// rest of the path.
 struct SkippingMap<'p, A> {
     inner: A,
     path: &'p [&'static str],
-    descend: bool,
+    /// The rest of the path, when the key just read is on it: for the value that follows.
+    descend: Option<&'p [&'static str]>,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkippingMap<'_, A> {
@@ -224,18 +225,18 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkippingMap<'_, A> {
                 self.inner.next_value::<IgnoredAny>()?;
                 continue;
             }
-            self.descend = here;
+            self.descend = here.then_some(rest);
             return key.hand_to(seed).map(Some);
         }
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
-        match self.path.split_first() {
-            Some((_, rest)) if self.descend => self.inner.next_value_seed(SkippingSeed {
+        match self.descend.take() {
+            Some(rest) => self.inner.next_value_seed(SkippingSeed {
                 inner: seed,
                 path: rest,
             }),
-            _ => self.inner.next_value_seed(seed),
+            None => self.inner.next_value_seed(seed),
         }
     }
 
