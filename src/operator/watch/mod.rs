@@ -5,6 +5,7 @@
 //! span's context goes to [`trace_links`] until the reconcile it causes starts.
 
 pub mod change_filter;
+mod skipping;
 pub mod trace_links;
 pub mod watched;
 
