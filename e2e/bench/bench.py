@@ -28,6 +28,7 @@ from pathlib import Path
 from api_writes import phase_writes, write_counts
 from kube_api import GROUP, ApiError, KubeApi
 from load import run_wrk
+from paced import fan_out, sending_rate
 from plot import plot
 from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, export_thread_seconds, free_port, harness_cpu, http_get, settle, span_counters, steal_seconds, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
@@ -94,25 +95,6 @@ class Tracker:
         self.stop.set()
 
 
-def fan_out(pool, request, names):
-    """Sends request(name) for every name on the pool; returns {name: when it was sent} and
-    the errors."""
-
-    def send(name):
-        sent = time.monotonic()
-        request(name)
-        return name, sent
-
-    sent, errors = {}, []
-    for future in concurrent.futures.as_completed([pool.submit(send, n) for n in names]):
-        try:
-            name, at = future.result()
-            sent[name] = at
-        except Exception as error:
-            errors.append(str(error))
-    return sent, errors
-
-
 def phase_result(sent, finished, started, reconciles):
     seconds = max(finished[n] for n in sent) - started
     latencies = [(finished[n] - sent[n]) * 1000 for n in sent]
@@ -121,6 +103,7 @@ def phase_result(sent, finished, started, reconciles):
         "objects_per_second": len(sent) / seconds,
         "reconciles_per_second": reconciles / seconds,
         "reconciles": reconciles,
+        "sent_per_second": sending_rate(sent),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
@@ -225,7 +208,7 @@ class Bench:
             def measure(phase, request, done):
                 before, writes_before = reconciles(), write_counts(self.api)
                 started = time.monotonic()
-                sent, errors = fan_out(self.pool, request, names)
+                sent, errors = fan_out(self.pool, request, names, self.args.rate)
                 result["errors"] += [f"{phase}: {e}" for e in errors]
                 tracker.wait(f"{phase} of {n} objects", lambda: done(sent), timeout)
                 count = reconciles() - before
@@ -357,6 +340,14 @@ class Bench:
         return runs
 
 
+def add_round_options(parser, rate):
+    """How a round sends its requests: how many at once, and at what pace (`rate`: the default)."""
+    parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
+    parser.add_argument("--rate", type=float, default=rate,
+                        help="requests per second in each phase, at every object count "
+                             f"(default {rate or 'none: as fast as the API server takes them'})")
+
+
 def machine():
     with open("/proc/meminfo") as f:
         mem_kib = int(f.readline().split()[1])
@@ -389,7 +380,7 @@ def main():
     parser.add_argument("--objects", type=int, default=1000, help="Echo objects per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of A B C R (default 3)")
     parser.add_argument("--modes", default="".join(MODES), help="the modes of each round, in order (default ABCR)")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent API requests (default 16)")
+    add_round_options(parser, rate=None)
     parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--load-rounds", type=int, default=3, help="rounds of wrk in A R C B (default 3)")
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))

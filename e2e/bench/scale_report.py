@@ -33,6 +33,8 @@ def row(objects, mode, r):
         "events_per_object": sum(w.get("POST events", 0) for w in writes.values()),
         "spans_exported_per_object": r["operator"]["spans"]["exported"] / objects,
         "seconds_to_all_ready": r["create"]["seconds"],
+        # The slowest phase's pace of requests: below --rate, the API server did not keep up.
+        "sent_per_second": min((r[phase].get("sent_per_second") or 0.0) for phase in PHASES),
         # How long the round's namespace took to go (None: it did not, within the bound).
         "seconds_until_namespace_gone": r.get("seconds_until_namespace_gone"),
         # What else ran on the machine during the round: the harness's CPU and the host's steal.
@@ -49,7 +51,7 @@ def row(objects, mode, r):
 MEDIANS = ("operator_cpu_ms_per_reconcile", "operator_cpu_ms_per_reconcile_after_start",
            "export_thread_ms_per_reconcile", "operator_peak_rss_mib",
            "reconciles_per_object", "events_per_object",
-           "spans_exported_per_object", "seconds_to_all_ready")
+           "spans_exported_per_object", "seconds_to_all_ready", "sent_per_second")
 
 
 def summarise(rounds):
@@ -104,11 +106,20 @@ def cpu_range(row):
     return "" if row["rounds"] == 1 else f" ({low:.3f}–{high:.3f})"
 
 
+def behind_pace(results):
+    """Rows whose slowest phase sent its requests at under 90 % of the rate asked for."""
+    rate = results.get("rate")
+    return [r for r in results["rows"] if rate and r["sent_per_second"] < 0.9 * rate]
+
+
 def markdown(results):
     m = results["machine"]
+    rate = results.get("rate")
+    pace = (f"requests sent at {rate:g} a second in each phase" if rate
+            else "requests sent as fast as the API server took them")
     lines = [
         f"{results['rounds']} round(s) per count and mode, interleaved; each figure is the median over them (CPU: "
-        f"min–max in brackets); machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB. API "
+        f"min–max in brackets); {pace}; machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB. API "
         "writes are the API server's own count per object, the benchmark's own request taken off.",
         "",
         "| objects | mode | operator CPU per reconcile (ms) | the same without start-up (ms) "
@@ -135,4 +146,7 @@ def markdown(results):
             lines.append(f"- {name}: operator RSS grows {g['rss_bytes_per_object']:,.0f} bytes per object; "
                          f"CPU per reconcile changes {g['cpu_per_reconcile_change']:+.1%} from the smallest count to "
                          f"the largest ({g['cpu_per_reconcile_change_after_start']:+.1%} without start-up)")
+    for r in behind_pace(results):
+        lines.append(f"- **behind the pace**: {r['objects']:,} objects, mode {mode_label(r['mode'], r['build'])}: "
+                     f"{r['sent_per_second']:.0f} requests a second in its slowest phase, not {rate:g}")
     return "\n".join(lines) + "\n"

@@ -241,9 +241,55 @@ def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=(), start_ms=0.0
             "operator_cpu_ms_per_reconcile_after_start": cpu_ms - start_ms,
             "export_thread_ms_per_reconcile": 0.03 if mode == "B" else 0.0,
             "reconciles_per_object": 3.0, "events_per_object": 3.0, "spans_exported_per_object": 16.0,
-            "seconds_to_all_ready": objects / 150, "traces_whole": "16/16 spans" if mode == "B" else None,
+            "seconds_to_all_ready": objects / 150, "sent_per_second": 100.0, "traces_whole": "16/16 spans" if mode == "B" else None,
             "api_writes_per_object": {"create": {"PATCH echoes": writes}, "update": {}, "delete": {}},
             "errors": list(errors)}
+
+
+def test_a_paced_fan_out_spreads_its_requests_at_the_rate_and_an_unpaced_one_does_not():
+    import concurrent.futures
+
+    from bench.paced import fan_out, sending_rate
+
+    names = [f"echo-{i}" for i in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        paced, errors = fan_out(pool, lambda name: None, names, rate=50)
+        assert not errors and sorted(paced) == sorted(names)
+        # 5 intervals at 50 a second: at least 100 ms from the first to the last, however fast
+        # the requests are (a busy machine can only make it slower).
+        assert 25 < sending_rate(paced) <= 50 * 1.02
+        unpaced, _ = fan_out(pool, lambda name: None, names)
+        assert sending_rate(unpaced) is None or sending_rate(unpaced) > 50 * 1.02
+
+        def refuse(name):
+            raise RuntimeError(f"refused {name}")
+
+        sent, errors = fan_out(pool, refuse, names[:2], rate=200)
+        assert sent == {} and sorted(errors) == ["refused echo-0", "refused echo-1"]
+
+
+def test_a_scale_row_below_the_pace_is_named_in_the_table():
+    from bench.scale_report import markdown as scale_markdown, row as scale_row, summarise as scale_summarise
+
+    def result(sent_per_second):
+        phase = {"reconciles": 1000, "seconds": 10.0, "sent_per_second": sent_per_second}
+        return {"create": phase, "update": phase, "delete": dict(phase, sent_per_second=sent_per_second - 5),
+                "api_writes_per_object": {}, "errors": [], "reconcile_errors": 0,
+                "operator": {"cpu_seconds": 3.0, "cpu_seconds_at_start": 0.0, "peak_rss_mib": 20.0,
+                             "spans": {"exported": 0}}}
+
+    rounds = [dict(scale_row(1000, "A", result(100.0)), build="this"),
+              dict(scale_row(10000, "A", result(70.0)), build="this")]
+    assert rounds[1]["sent_per_second"] == 65.0  # the slowest phase
+    rows = scale_summarise(rounds)
+    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": rows,
+                            "growth": {}, "rate": 100})
+    assert "requests sent at 100 a second in each phase" in table
+    assert "behind the pace**: 10,000 objects, mode A: 65 requests a second" in table
+    assert "behind the pace**: 1,000" not in table
+    unpaced = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": rows,
+                              "growth": {}, "rate": None})
+    assert "as fast as the API server took them" in unpaced and "behind the pace" not in unpaced
 
 
 def test_scale_row_takes_the_operators_start_up_off_the_reconciles_cpu_in_its_own_column():
