@@ -1,13 +1,14 @@
 """How the operator's cost grows with its work (make bench-scale): modes A (tracing off) and B
 (exporting to Jaeger) at 1,000, 3,000 and 10,000 objects, rounds of creates, updates and
-deletes, each phase's requests sent at the same pace at every count (--rate; 0 sends them as
-fast as the API server takes them) (one round by default; `--rounds N` runs every count and mode N times, interleaved, and the
-table gives medians), through the benchmark's own round (bench.py). `--compare NAME=DIR` also runs
-the binaries in DIR beside this build's at every count and mode, in turns (each round changes which
-runs first): two builds side by side. Per object count and mode: operator
-CPU per reconcile, peak RSS, API writes per object and phase (the API server's own count),
-Events, spans exported, time to all Ready, and in B whether every trace is whole. Writes
-results.json, results.md and scale.png; fails on errors and incomplete traces, never on timing."""
+deletes through the benchmark's own round (bench.py). Each phase's requests go out at the same
+pace at every count (--rate; 0 sends them as fast as the API server takes them). One round by
+default; `--rounds N` runs every count and mode N times, interleaved, and the table gives
+medians. `--compare NAME=DIR` also runs the binaries in DIR beside this build's at every count
+and mode, in turns (each round changes which runs first): two builds side by side. Per object
+count and mode: operator CPU per reconcile, peak RSS, API writes per object and phase (the API
+server's own count), Events, spans exported, time to all Ready, and in B whether every trace is
+whole. Writes results.json, results.md and scale.png; fails on errors and incomplete traces,
+never on timing."""
 
 import argparse
 import json
