@@ -62,7 +62,9 @@ class KubeApi:
                 response = conn.getresponse()
                 data = response.read()
                 break
-            except (http.client.HTTPException, ConnectionError):
+            # A kept-alive connection the server closed while it idled fails as a reset or,
+            # under TLS, as an EOF in the middle of the TLS protocol.
+            except (http.client.HTTPException, ConnectionError, ssl.SSLEOFError):
                 conn.close()
                 self.local.conn = None
                 if attempt == 2:

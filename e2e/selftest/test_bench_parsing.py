@@ -253,18 +253,18 @@ def test_a_paced_fan_out_spreads_its_requests_at_the_rate_and_an_unpaced_one_doe
 
     names = [f"echo-{i}" for i in range(6)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        paced, errors = fan_out(pool, lambda name: None, names, rate=50)
+        paced, errors = fan_out(pool, lambda name: None, names, rate=20)
         assert not errors and sorted(paced) == sorted(names)
-        # 5 intervals at 50 a second: at least 100 ms from the first to the last, however fast
-        # the requests are (a busy machine can only make it slower).
-        assert 25 < sending_rate(paced) <= 50 * 1.02
+        # 5 intervals at 20 a second: 250 ms from the first to the last, however fast the
+        # requests are (10 % off for the first request's own start on a busy machine).
+        assert sending_rate(paced) <= 20 / 0.9
         unpaced, _ = fan_out(pool, lambda name: None, names)
-        assert sending_rate(unpaced) is None or sending_rate(unpaced) > 50 * 1.02
+        assert sending_rate(unpaced) is None or sending_rate(unpaced) > 20 / 0.9
 
         def refuse(name):
             raise RuntimeError(f"refused {name}")
 
-        sent, errors = fan_out(pool, refuse, names[:2], rate=200)
+        sent, errors = fan_out(pool, refuse, names[:2], rate=20)
         assert sent == {} and sorted(errors) == ["refused echo-0", "refused echo-1"]
 
 
@@ -398,3 +398,47 @@ def test_the_peak_heap_is_read_from_heaptracks_summary():
     summary = "calls to allocation functions: 2173315 (91250/s)\npeak heap memory consumption: 5.31M\n"
     assert peak_heap(summary) == "5.31M"
     assert peak_heap("no summary") == "?"
+
+
+class _Connection:
+    """An http.client connection whose request fails with `error`, or answers `body`."""
+
+    def __init__(self, error=None, body=b"{}"):
+        self.error, self.body, self.closed = error, body, False
+
+    def request(self, *args):
+        if self.error:
+            raise self.error
+
+    def getresponse(self):
+        connection = self
+
+        class Response:
+            status = 200
+
+            def read(self):
+                return connection.body
+
+        return Response()
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(), __import__("ssl").SSLEOFError()])
+def test_a_kept_alive_connection_the_server_closed_is_replaced_once(error):
+    import threading
+
+    from bench.kube_api import KubeApi
+
+    api = KubeApi.__new__(KubeApi)
+    api.token, api.local = "t", threading.local()
+    stale, fresh = _Connection(error), _Connection(body=b'{"kind": "Echo"}')
+    api.local.conn = stale
+    api.connection = lambda timeout=30: fresh
+    assert api.request("POST", "/x", {}) == {"kind": "Echo"}
+    assert stale.closed and api.local.conn is fresh
+    # A second failure in a row is the server's answer, not a stale connection.
+    api.local.conn, api.connection = stale, lambda timeout=30: _Connection(error)
+    with pytest.raises(type(error)):
+        api.request("POST", "/x", {})
