@@ -245,6 +245,7 @@ class Bench:
                                               (echo, echo_url, "echo_server", "echo_server")):
                 by_thread = program.cpu_seconds_by_thread()
                 result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
+                               "system_cpu_seconds": program.system_cpu_seconds(),
                                "cpu_seconds_by_thread": by_thread,
                                "export_thread_cpu_seconds": export_thread_seconds(by_thread),
                                "spans": span_counters(f"{url}/metrics", prefix)}

@@ -85,11 +85,21 @@ def cpu_seconds(pid):
     return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
+def system_cpu_seconds(pid):
+    """The part of cpu_seconds spent in the kernel on the process's behalf (system calls,
+    wake-ups, page faults)."""
+    return _stat_user_and_system(Path(f"/proc/{pid}/stat").read_text())[1]
+
+
 def _stat_cpu_seconds(stat):
-    """User plus system CPU time in a /proc stat line (fields 14 and 15; the command name
+    return sum(_stat_user_and_system(stat))
+
+
+def _stat_user_and_system(stat):
+    """User and system CPU time in a /proc stat line (fields 14 and 15; the command name
     before them is in parentheses and may hold spaces)."""
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 # The SDK's batch span processor thread as the kernel names it (15 characters): it runs
@@ -178,6 +188,9 @@ class Program:
 
     def cpu_seconds(self):
         return cpu_seconds(self.process.pid)
+
+    def system_cpu_seconds(self):
+        return system_cpu_seconds(self.process.pid)
 
     def cpu_seconds_by_thread(self):
         return cpu_seconds_by_thread(self.process.pid)

@@ -236,8 +236,17 @@ def test_cpu_by_thread_names_each_thread_and_adds_up_to_the_process():
     assert programs.export_thread_seconds({"tokio-runtime-w": 1.7}) == 0.0
 
 
+def test_a_stat_line_splits_into_user_and_system_time_even_with_a_parenthesis_in_the_name():
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat = f"4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 {3 * ticks} {ticks} 0 0 20 0 9 0 100"
+    assert programs._stat_user_and_system(stat) == (3.0, 1.0)
+    assert programs._stat_cpu_seconds(stat) == 4.0
+    assert programs.system_cpu_seconds(os.getpid()) <= programs.cpu_seconds(os.getpid())
+
+
 def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=(), start_ms=0.0):
     return {"objects": objects, "mode": mode, "operator_cpu_ms_per_reconcile": cpu_ms, "operator_peak_rss_mib": rss,
+            "operator_user_ms_per_reconcile": cpu_ms * 0.75, "operator_system_ms_per_reconcile": cpu_ms * 0.25,
             "operator_cpu_ms_per_reconcile_after_start": cpu_ms - start_ms,
             "export_thread_ms_per_reconcile": 0.03 if mode == "B" else 0.0,
             "reconciles_per_object": 3.0, "events_per_object": 3.0, "spans_exported_per_object": 16.0,
@@ -298,10 +307,12 @@ def test_scale_row_takes_the_operators_start_up_off_the_reconciles_cpu_in_its_ow
     result = {"create": {"reconciles": 1000, "seconds": 7.0}, "update": {"reconciles": 1000},
               "delete": {"reconciles": 1000}, "api_writes_per_object": {}, "errors": [], "reconcile_errors": 0,
               "operator": {"cpu_seconds": 3.3, "cpu_seconds_at_start": 0.3, "peak_rss_mib": 20.0,
-                           "export_thread_cpu_seconds": 0.0, "spans": {"exported": 0}}}
+                           "system_cpu_seconds": 0.9, "export_thread_cpu_seconds": 0.0, "spans": {"exported": 0}}}
     r = scale_row(1000, "A", result)
     assert r["operator_cpu_ms_per_reconcile"] == pytest.approx(1.1)
     assert r["operator_cpu_ms_per_reconcile_after_start"] == pytest.approx(1.0)
+    assert r["operator_user_ms_per_reconcile"] == pytest.approx(0.8)
+    assert r["operator_system_ms_per_reconcile"] == pytest.approx(0.3)
 
 
 def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those():
@@ -442,3 +453,17 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_once(error):
     api.local.conn, api.connection = stale, lambda timeout=30: _Connection(error)
     with pytest.raises(type(error)):
         api.request("POST", "/x", {})
+
+
+def test_scale_growth_in_user_space_is_taken_from_the_user_figures_alone():
+    from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
+
+    rows = scale_summarise([dict(_scale_round(1000, "A", 1.0, 20.0), build="this", operator_user_ms_per_reconcile=0.5),
+                            dict(_scale_round(10000, "A", 1.2, 50.0), build="this", operator_user_ms_per_reconcile=0.55)])
+    g = growth(rows, "A")
+    assert g["cpu_per_reconcile_change"] == pytest.approx(0.2)
+    assert g["user_cpu_per_reconcile_change"] == pytest.approx(0.1)
+    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": rows,
+                            "growth": {"A": g}})
+    assert "| 1,000 | A | 1.000 | 1.00 | 0.500 / 0.250 |" in table
+    assert "+10.0% in user space alone" in table
