@@ -61,9 +61,10 @@ faults:
 bench:
 	e2e/bench/run
 
-## How the operator's cost grows (not in `make test`; about 45-50 minutes): modes A and B at
-## 1,000, 3,000 and 10,000 objects, three interleaved rounds (one round differs from the next by
-## more than the growth it measures); prints the medians (target/bench-scale/results.md).
+## How the operator's cost grows (not in `make test`; about 55 minutes): modes A and B at
+## 1,000, 3,000 and 10,000 objects, 100 requests a second in each phase, three interleaved
+## rounds (one round differs from the next by more than the growth it measures); prints the
+## medians (target/bench-scale/results.md).
 bench-scale:
 	e2e/bench/run --scale --rounds 3
 
