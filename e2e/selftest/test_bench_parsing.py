@@ -3,6 +3,7 @@ reads from wrk, from a metrics exposition and from a Jaeger trace decides every 
 reports, and the smoke run in `make test` only shows that it runs."""
 
 import os
+import ssl
 
 import pytest
 
@@ -436,7 +437,7 @@ class _Connection:
         self.closed = True
 
 
-@pytest.mark.parametrize("error", [ConnectionResetError(), __import__("ssl").SSLEOFError()])
+@pytest.mark.parametrize("error", [ConnectionResetError(), ssl.SSLEOFError()])
 def test_a_kept_alive_connection_the_server_closed_is_replaced_once(error):
     import threading
 
