@@ -8,9 +8,10 @@ recorded but not exported), interleaved A B C R A B C R …, and in a fresh name
   update  every object's spec once, until every one is Ready at generation 2
   delete  every object, until every one is gone (finalizer removed)
 
-A phase sends its requests on 16 clients as fast as the API server takes them, or at a set pace
-(--rate; bench-scale sends 100 a second). Latency is by this program's clock: from sending an object's request to seeing, in a watch,
-status.observedGeneration == metadata.generation with Ready=True. In mode B every create and
+A phase sends its requests on 16 clients as fast as the API server takes them, or at a set
+pace (--rate; bench-scale sends 100 a second). Latency is by this program's clock: from
+sending an object's request to seeing, in a watch, status.observedGeneration ==
+metadata.generation with Ready=True. In mode B every create and
 update trace (status.traceId) is fetched from Jaeger and checked whole. Then the echo-server
 alone is loaded with wrk, interleaved: tracing off, spans recorded but not exported,
 exporting to a closed port and exporting to Jaeger. Writes JSON, Markdown and a PNG."""
