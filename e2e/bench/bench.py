@@ -246,8 +246,9 @@ class Bench:
             for program, url, prefix, key in ((operator, operator_url, "echo_operator", "operator"),
                                               (echo, echo_url, "echo_server", "echo_server")):
                 by_thread = program.cpu_seconds_by_thread()
-                result[key] = {"cpu_seconds": program.cpu_seconds(), "peak_rss_mib": program.peak_rss_mib(),
-                               "system_cpu_seconds": program.system_cpu_seconds(),
+                user, system = program.user_and_system_seconds()
+                result[key] = {"cpu_seconds": user + system, "system_cpu_seconds": system,
+                               "peak_rss_mib": program.peak_rss_mib(),
                                "cpu_seconds_by_thread": by_thread,
                                "export_thread_cpu_seconds": export_thread_seconds(by_thread),
                                "spans": span_counters(f"{url}/metrics", prefix)}

@@ -82,13 +82,13 @@ def http_get(url, timeout=5):
 
 def cpu_seconds(pid):
     """User plus system CPU time of a process so far."""
-    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+    return sum(user_and_system_seconds(pid))
 
 
-def system_cpu_seconds(pid):
-    """The part of cpu_seconds spent in the kernel on the process's behalf (system calls,
-    wake-ups, page faults)."""
-    return _stat_user_and_system(Path(f"/proc/{pid}/stat").read_text())[1]
+def user_and_system_seconds(pid):
+    """A process's CPU time so far in its own code and in the kernel on its behalf (system
+    calls, wake-ups, page faults), from one read."""
+    return _stat_user_and_system(Path(f"/proc/{pid}/stat").read_text())
 
 
 def _stat_cpu_seconds(stat):
@@ -139,7 +139,7 @@ def steal_seconds(stat_path="/proc/stat"):
     with open(stat_path) as stat:
         fields = stat.readline().split()
     # cpu user nice system idle iowait irq softirq steal guest guest_nice
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[:1] == ["cpu"] and len(fields) > 8 else 0.0
+    return int(fields[8]) / CLOCK_TICKS if fields[:1] == ["cpu"] and len(fields) > 8 else 0.0
 
 
 def settle(state_dir, busy_cores=0.1, timeout=60):
@@ -189,8 +189,8 @@ class Program:
     def cpu_seconds(self):
         return cpu_seconds(self.process.pid)
 
-    def system_cpu_seconds(self):
-        return system_cpu_seconds(self.process.pid)
+    def user_and_system_seconds(self):
+        return user_and_system_seconds(self.process.pid)
 
     def cpu_seconds_by_thread(self):
         return cpu_seconds_by_thread(self.process.pid)
