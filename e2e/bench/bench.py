@@ -21,6 +21,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -32,8 +33,9 @@ from kube_api import GROUP, ApiError, KubeApi
 from load import run_wrk
 from paced import fan_out, sending_rate
 from plot import plot
-from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, Program, add_operator_options, export_thread_seconds, free_port, harness_cpu, http_get, settle, span_counters, steal_seconds, telemetry_env
+from programs import MODES, OPERATOR_EXPORT_BATCH, OTLP_ENDPOINTS, CpuSeries, Program, add_operator_options, export_thread_seconds, free_port, harness_cpu, http_get, settle, span_counters, steal_seconds, telemetry_env
 from report import LOAD_MODES, markdown, percentile, summarise
+from speed import readings
 from traces import EXPECTED, TraceChecker
 
 from e2elib.metrics import metric_sum
@@ -193,14 +195,15 @@ class Bench:
             echo.stop()
             raise
         recorder = self.record_with_perf(operator, label)
+        probe = Program(f"speed probe {label}", [sys.executable, str(Path(__file__).with_name("speed.py"))], {},
+                        self.logs / f"speed-{label}.log")
         timeout = max(120, n // 2)
         harness_before, steal_before = harness_cpu(self.state), steal_seconds()
-        # What the operator spent starting (connecting, taking the Lease, its first list):
-        # fixed per round, so per reconcile it weighs ten times more at 1,000 objects than at
-        # 10,000; bench-scale reports the CPU per reconcile with and without it.
-        start_cpu = operator.cpu_seconds()
+        round_started = time.monotonic()
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
+        phase_cpu = {}
         tracker = None
+        series = CpuSeries(operator, lambda: len(tracker.ready) + len(tracker.gone) if tracker else 0)
         try:
             tracker = Tracker(self.api, namespace, on_ready)
 
@@ -209,11 +212,14 @@ class Bench:
 
             def measure(phase, request, done):
                 before, writes_before = reconciles(), write_counts(self.api)
+                cpu_before = operator.user_and_system_seconds()
                 started = time.monotonic()
                 sent, errors = fan_out(self.pool, request, names, self.args.rate)
                 result["errors"] += [f"{phase}: {e}" for e in errors]
                 tracker.wait(f"{phase} of {n} objects", lambda: done(sent), timeout)
+                cpu_after = operator.user_and_system_seconds()
                 count = reconciles() - before
+                phase_cpu[phase] = [after - before for after, before in zip(cpu_after, cpu_before)]
                 time.sleep(1)  # an Event follows its object's status write
                 result.setdefault("api_writes_per_object", {})[phase] = phase_writes(
                     writes_before, write_counts(self.api), phase, n)
@@ -252,10 +258,17 @@ class Bench:
                                "cpu_seconds_by_thread": by_thread,
                                "export_thread_cpu_seconds": export_thread_seconds(by_thread),
                                "spans": span_counters(f"{url}/metrics", prefix)}
-            result["operator"]["cpu_seconds_at_start"] = start_cpu
+            result["operator"]["cpu_series"] = series.stop()
+            for phase, (user, system) in phase_cpu.items():
+                result[phase]["operator_user_cpu_seconds"] = user
+                result[phase]["operator_system_cpu_seconds"] = system
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
             # Whether the host took this VM's cores away during the round (the rounds' spread).
             result["steal_seconds"] = steal_seconds() - steal_before
+            # The machine's speed while the round ran: the probe's median over the round.
+            probe.stop()
+            speeds = readings(probe.log_path.read_text().splitlines(), round_started, time.monotonic())
+            result["speed_probe_ms"] = statistics.median(speeds) if speeds else None
 
             if mode == "B":
                 trace_ids = [t for (_, _), (_, t) in tracker.ready.items() if t]
@@ -269,9 +282,11 @@ class Bench:
                 if None in seconds:
                     result["errors"].append(f"{seconds.count(None)} sampled traces never complete in Jaeger")
         finally:
+            series.stop()
             if tracker:
                 tracker.close()
             operator.stop()
+            probe.stop()
             if recorder:
                 recorder.wait(30)  # perf stops when the operator exits
             echo.stop()

@@ -5,6 +5,7 @@ import argparse
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -212,6 +213,28 @@ class Program:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+class CpuSeries:
+    """A program's CPU time once a second beside a count of work done, on a thread of its own:
+    a round's cost per unit of work over time, where a warm-up or a slower spell shows."""
+
+    def __init__(self, program, done, interval=1.0):
+        self.points = []  # (CLOCK_MONOTONIC seconds, user seconds, system seconds, done)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._sample, args=(program, done, interval), daemon=True).start()
+
+    def _sample(self, program, done, interval):
+        while not self._stopped.wait(interval):
+            try:
+                user, system = program.user_and_system_seconds()
+            except OSError:  # the program ended
+                return
+            self.points.append((time.monotonic(), user, system, done()))
+
+    def stop(self):
+        self._stopped.set()
+        return self.points
 
 
 def span_counters(metrics_url, prefix):

@@ -7,8 +7,11 @@ medians. `--compare NAME=DIR` also runs the binaries in DIR beside this build's 
 and mode, in turns (each round changes which runs first): two builds side by side. Per object
 count and mode: operator CPU per reconcile, peak RSS, API writes per object and phase (the API
 server's own count), Events, spans exported, time to all Ready, and in B whether every trace is
-whole. Writes results.json, results.md and scale.png; fails on errors and incomplete traces,
-never on timing."""
+whole. Beside each round a speed probe (speed.py) times a fixed piece of work, and the CPU per
+reconcile is also given in units of it: a shared VM's speed drifts by hours, and the rounds of
+one count must not be read against another's on a faster hour. Writes results.json, results.md
+and scale.png, and each round's whole result (its CPU second by second, each phase's CPU) in
+rounds/; fails on errors and incomplete traces, never on timing."""
 
 import argparse
 import json
@@ -99,6 +102,9 @@ def main():
                     # may still be terminating (409 AlreadyExists), and logs must not mix.
                     label = f"{objects}-r{index}" + ("" if build == THIS_BUILD else f"-{build}")
                     result = bench.run_round(mode, label)
+                    raw = Path(args.out) / "rounds"
+                    raw.mkdir(parents=True, exist_ok=True)
+                    (raw / f"{label}-{mode.lower()}.json").write_text(json.dumps(result))
                     rounds.append(dict(row(objects, mode, result), round=index, build=build))
                     print(f"bench-scale:   "
                           f"{json.dumps({k: v for k, v in rounds[-1].items() if k != 'api_writes_per_object'})}",

@@ -23,14 +23,18 @@ def row(objects, mode, r):
         "objects": objects,
         "mode": mode,
         "operator_cpu_ms_per_reconcile": r["operator"]["cpu_seconds"] * 1e3 / reconciles,
-        # The same without the operator's start-up, which the short rounds carry most of.
-        "operator_cpu_ms_per_reconcile_after_start":
-            (r["operator"]["cpu_seconds"] - r["operator"]["cpu_seconds_at_start"]) * 1e3 / reconciles,
         # The same split: the process's own code, and the kernel on its behalf (system calls,
         # wake-ups), which rises when events come one at a time and with what else runs.
         "operator_user_ms_per_reconcile": (r["operator"]["cpu_seconds"] - system) * 1e3 / reconciles,
         "operator_system_ms_per_reconcile": system * 1e3 / reconciles,
+        # Each phase's own, from the operator's CPU just before and after it.
+        "operator_cpu_ms_per_reconcile_by_phase": {
+            phase: (r[phase]["operator_user_cpu_seconds"] + r[phase]["operator_system_cpu_seconds"]) * 1e3
+            / r[phase]["reconciles"] for phase in PHASES if "operator_user_cpu_seconds" in r[phase]},
         "operator_peak_rss_mib": r["operator"]["peak_rss_mib"],
+        # The machine's speed during the round (speed.py): the same work's CPU time, so that a
+        # slower hour of a shared VM is not read as a dearer reconcile.
+        "speed_probe_ms": r.get("speed_probe_ms"),
         # The SDK's export thread: whether the export's own cost per reconcile grows with the count.
         "export_thread_ms_per_reconcile": r["operator"].get("export_thread_cpu_seconds", 0.0) * 1e3 / reconciles,
         "reconciles_per_object": reconciles / objects,
@@ -53,11 +57,17 @@ def row(objects, mode, r):
 
 
 # The per-round figures a count and mode's summary gives the median of.
-MEDIANS = ("operator_cpu_ms_per_reconcile", "operator_cpu_ms_per_reconcile_after_start",
+MEDIANS = ("operator_cpu_ms_per_reconcile",
            "operator_user_ms_per_reconcile", "operator_system_ms_per_reconcile",
            "export_thread_ms_per_reconcile", "operator_peak_rss_mib",
            "reconciles_per_object", "events_per_object",
-           "spans_exported_per_object", "seconds_to_all_ready", "sent_per_second")
+           "spans_exported_per_object", "seconds_to_all_ready", "sent_per_second", "speed_probe_ms")
+
+
+def median(values):
+    """The median of the figures a round has (None: results from before a figure existed)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def summarise(rounds):
@@ -71,7 +81,14 @@ def summarise(rounds):
     for objects, mode, build in sorted({key(r) for r in rounds}):
         mine = [r for r in rounds if key(r) == (objects, mode, build)]
         row = {"objects": objects, "mode": mode, "build": build, "rounds": len(mine)}
-        row.update({key: statistics.median(r[key] for r in mine) for key in MEDIANS})
+        row.update({key: median(r.get(key) for r in mine) for key in MEDIANS})
+        # Each round's CPU per reconcile in units of its own probe, then the median.
+        row["operator_cpu_per_reconcile_per_probe"] = median(
+            r["operator_cpu_ms_per_reconcile"] / r["speed_probe_ms"] if r.get("speed_probe_ms") else None
+            for r in mine)
+        row["operator_cpu_ms_per_reconcile_by_phase"] = {
+            phase: median(r.get("operator_cpu_ms_per_reconcile_by_phase", {}).get(phase) for r in mine)
+            for phase in PHASES}
         cpu = [r["operator_cpu_ms_per_reconcile"] for r in mine]
         row["operator_cpu_ms_per_reconcile_range"] = (min(cpu), max(cpu))
         row["api_writes_per_object"] = {
@@ -93,19 +110,24 @@ def growth(rows, mode, build=THIS_BUILD):
     low, high = mine[0], mine[-1]
 
     def change(key):
-        return high[key] / low[key] - 1
+        return high[key] / low[key] - 1 if high.get(key) and low.get(key) else None
 
     return {
         "rss_bytes_per_object": (high["operator_peak_rss_mib"] - low["operator_peak_rss_mib"]) * 2**20
         / (high["objects"] - low["objects"]),
         "cpu_per_reconcile_change": change("operator_cpu_ms_per_reconcile"),
-        "cpu_per_reconcile_change_after_start": change("operator_cpu_ms_per_reconcile_after_start"),
         "user_cpu_per_reconcile_change": change("operator_user_ms_per_reconcile"),
+        "cpu_per_reconcile_change_at_one_speed": change("operator_cpu_per_reconcile_per_probe"),
     }
 
 
 def writes_cell(writes):
     return "; ".join(f"{phase}: " + ", ".join(f"{k} {v:g}" for k, v in writes[phase].items()) for phase in PHASES)
+
+
+def number(value, spec):
+    """A figure in a table cell, or a dash where the rounds had none."""
+    return "–" if value is None else format(value, spec)
 
 
 def cpu_range(row):
@@ -129,7 +151,7 @@ def markdown(results):
         f"min–max in brackets); {pace}; machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB. API "
         "writes are the API server's own count per object, the benchmark's own request taken off.",
         "",
-        "| objects | mode | operator CPU per reconcile (ms) | the same without start-up (ms) "
+        "| objects | mode | operator CPU per reconcile (ms) | speed probe (ms) | the same ÷ the probe "
         "| in user space / in the kernel (ms) | of which the export thread (ms) "
         "| operator peak RSS (MiB) | reconciles per object "
         "| Events per object | spans exported per object | create: all Ready (s) | traces | API writes per object |",
@@ -138,7 +160,7 @@ def markdown(results):
     for r in results["rows"]:
         lines.append(
             f"| {r['objects']:,} | {mode_label(r['mode'], r['build'])} | {r['operator_cpu_ms_per_reconcile']:.3f}{cpu_range(r)} | "
-            f"{r['operator_cpu_ms_per_reconcile_after_start']:.2f} | "
+            f"{number(r['speed_probe_ms'], '.2f')} | {number(r['operator_cpu_per_reconcile_per_probe'], '.4f')} | "
             f"{r['operator_user_ms_per_reconcile']:.3f} / {r['operator_system_ms_per_reconcile']:.3f} | "
             f"{r['export_thread_ms_per_reconcile']:.3f} | "
             f"{r['operator_peak_rss_mib']:.1f} | {r['reconciles_per_object']:.2f} | {r['events_per_object']:.2f} | "
@@ -153,7 +175,8 @@ def markdown(results):
             name = f"mode {mode}" if build == THIS_BUILD else f"mode {mode}, build {build}"
             lines.append(f"- {name}: operator RSS grows {g['rss_bytes_per_object']:,.0f} bytes per object; "
                          f"CPU per reconcile changes {g['cpu_per_reconcile_change']:+.1%} from the smallest count to "
-                         f"the largest ({g['cpu_per_reconcile_change_after_start']:+.1%} without start-up, "
+                         f"the largest ({number(g['cpu_per_reconcile_change_at_one_speed'], '+.1%')} against the speed "
+                         "probe, "
                          f"{g['user_cpu_per_reconcile_change']:+.1%} in user space alone)")
     for r in behind_pace(results):
         lines.append(f"- **behind the pace**: {r['objects']:,} objects, mode {mode_label(r['mode'], r['build'])}: "

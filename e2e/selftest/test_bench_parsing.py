@@ -246,10 +246,10 @@ def test_a_stat_line_splits_into_user_and_system_time_even_with_a_parenthesis_in
     assert system <= programs.cpu_seconds(os.getpid())
 
 
-def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=(), start_ms=0.0):
+def _scale_round(objects, mode, cpu_ms, rss, writes=1.0, errors=(), probe_ms=10.0):
     return {"objects": objects, "mode": mode, "operator_cpu_ms_per_reconcile": cpu_ms, "operator_peak_rss_mib": rss,
             "operator_user_ms_per_reconcile": cpu_ms * 0.75, "operator_system_ms_per_reconcile": cpu_ms * 0.25,
-            "operator_cpu_ms_per_reconcile_after_start": cpu_ms - start_ms,
+            "speed_probe_ms": probe_ms,
             "export_thread_ms_per_reconcile": 0.03 if mode == "B" else 0.0,
             "reconciles_per_object": 3.0, "events_per_object": 3.0, "spans_exported_per_object": 16.0,
             "seconds_to_all_ready": objects / 150, "sent_per_second": 100.0, "traces_whole": "16/16 spans" if mode == "B" else None,
@@ -286,7 +286,7 @@ def test_a_scale_row_below_the_pace_is_named_in_the_table():
         phase = {"reconciles": 1000, "seconds": 10.0, "sent_per_second": sent_per_second}
         return {"create": phase, "update": phase, "delete": dict(phase, sent_per_second=sent_per_second - 5),
                 "api_writes_per_object": {}, "errors": [], "reconcile_errors": 0,
-                "operator": {"cpu_seconds": 3.0, "cpu_seconds_at_start": 0.0, "peak_rss_mib": 20.0,
+                "operator": {"cpu_seconds": 3.0, "peak_rss_mib": 20.0,
                              "spans": {"exported": 0}}}
 
     rounds = [dict(scale_row(1000, "A", result(100.0)), build="this"),
@@ -303,27 +303,68 @@ def test_a_scale_row_below_the_pace_is_named_in_the_table():
     assert "as fast as the API server took them" in unpaced and "behind the pace" not in unpaced
 
 
-def test_scale_row_takes_the_operators_start_up_off_the_reconciles_cpu_in_its_own_column():
+def test_scale_row_splits_the_reconciles_cpu_by_kind_and_by_phase():
     from bench.scale_report import row as scale_row
 
-    result = {"create": {"reconciles": 1000, "seconds": 7.0}, "update": {"reconciles": 1000},
-              "delete": {"reconciles": 1000}, "api_writes_per_object": {}, "errors": [], "reconcile_errors": 0,
-              "operator": {"cpu_seconds": 3.3, "cpu_seconds_at_start": 0.3, "peak_rss_mib": 20.0,
-                           "system_cpu_seconds": 0.9, "export_thread_cpu_seconds": 0.0, "spans": {"exported": 0}}}
+    def phase(reconciles, user, system):
+        return {"reconciles": reconciles, "seconds": 7.0, "operator_user_cpu_seconds": user,
+                "operator_system_cpu_seconds": system}
+
+    result = {"create": phase(1000, 1.2, 0.3), "update": phase(1000, 0.6, 0.2), "delete": phase(500, 0.4, 0.1),
+              "api_writes_per_object": {}, "errors": [], "reconcile_errors": 0, "speed_probe_ms": 9.5,
+              "operator": {"cpu_seconds": 3.3, "peak_rss_mib": 20.0, "system_cpu_seconds": 0.75,
+                           "export_thread_cpu_seconds": 0.0, "spans": {"exported": 0}}}
     r = scale_row(1000, "A", result)
-    assert r["operator_cpu_ms_per_reconcile"] == pytest.approx(1.1)
-    assert r["operator_cpu_ms_per_reconcile_after_start"] == pytest.approx(1.0)
-    assert r["operator_user_ms_per_reconcile"] == pytest.approx(0.8)
+    assert r["operator_cpu_ms_per_reconcile"] == pytest.approx(3.3e3 / 2500)
+    assert r["operator_user_ms_per_reconcile"] == pytest.approx(2.55e3 / 2500)
     assert r["operator_system_ms_per_reconcile"] == pytest.approx(0.3)
+    by_phase = r["operator_cpu_ms_per_reconcile_by_phase"]
+    assert by_phase == pytest.approx({"create": 1.5, "update": 0.8, "delete": 1.0})
+    assert r["speed_probe_ms"] == 9.5
+
+
+def test_a_round_on_a_slower_machine_is_read_against_its_own_speed_probe():
+    from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
+
+    # The 10,000-object rounds ran while the machine was 1.5 times slower: 1.5 times the CPU
+    # per reconcile, and 1.5 times the probe's, so against the probe nothing grew.
+    rounds = [dict(_scale_round(1000, "A", 1.0, 20.0, probe_ms=10.0), build="this"),
+              dict(_scale_round(1000, "A", 1.2, 20.0, probe_ms=12.0), build="this"),
+              dict(_scale_round(10000, "A", 1.5, 50.0, probe_ms=15.0), build="this"),
+              dict(_scale_round(10000, "A", 1.8, 50.0, probe_ms=18.0), build="this")]
+    rows = scale_summarise(rounds)
+    assert [r["operator_cpu_per_reconcile_per_probe"] for r in rows] == pytest.approx([0.1, 0.1])
+    assert rows[1]["speed_probe_ms"] == pytest.approx(16.5)
+    g = growth(rows, "A")
+    assert g["cpu_per_reconcile_change"] == pytest.approx(1.65 / 1.1 - 1)
+    assert g["cpu_per_reconcile_change_at_one_speed"] == pytest.approx(0.0)
+    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 2, "rows": rows,
+                            "growth": {"A": g}})
+    assert "| 10,000 | A | 1.650 (1.500–1.800) | 16.50 | 0.1000 |" in table
+    assert "(+0.0% against the speed probe" in table
+    # Results from before the probe existed have no figure: a dash, not a failure.
+    old = scale_summarise([dict(_scale_round(1000, "A", 1.0, 20.0, probe_ms=None), build="this")])
+    assert old[0]["operator_cpu_per_reconcile_per_probe"] is None
+    assert "| 1,000 | A | 1.000 | – | – |" in scale_markdown(
+        {"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": old, "growth": {}})
+
+
+def test_the_speed_probe_is_read_inside_the_rounds_window_and_a_cut_line_is_skipped():
+    from bench.speed import readings, timed_ms
+
+    lines = ["10.000 9.5", "11.000 9.7", "12.000 30.0", "13.000 9.6", "14.00"]
+    assert readings(lines, 10.5, 13.0) == [9.7, 30.0, 9.6]
+    assert readings(lines, 20.0, 30.0) == []
+    assert timed_ms() > 0
 
 
 def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those():
     from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
 
-    rounds = [_scale_round(1000, "A", 1.0, 20.0, start_ms=0.1), _scale_round(10000, "A", 1.3, 56.0, writes=2.0),
-              _scale_round(1000, "A", 1.3, 25.0, start_ms=0.1), _scale_round(10000, "A", 1.1, 60.0),
-              _scale_round(1000, "A", 1.1, 21.0, errors=["1 reconciles failed"], start_ms=0.1),
-              _scale_round(10000, "A", 1.2, 58.0, start_ms=0.01)]
+    rounds = [_scale_round(1000, "A", 1.0, 20.0), _scale_round(10000, "A", 1.3, 56.0, writes=2.0),
+              _scale_round(1000, "A", 1.3, 25.0), _scale_round(10000, "A", 1.1, 60.0),
+              _scale_round(1000, "A", 1.1, 21.0, errors=["1 reconciles failed"]),
+              _scale_round(10000, "A", 1.2, 58.0)]
     rows = scale_summarise(rounds)
     assert [(r["objects"], r["rounds"]) for r in rows] == [(1000, 3), (10000, 3)]
     low, high = rows
@@ -334,12 +375,10 @@ def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those
     assert low["errors"] == ["1 reconciles failed"]
     g = growth(rows, "A")
     assert g["cpu_per_reconcile_change"] == pytest.approx(1.2 / 1.1 - 1)
-    # Without start-up: medians 1.0 at 1,000 objects and 1.19 at 10,000.
-    assert g["cpu_per_reconcile_change_after_start"] == pytest.approx(1.19 / 1.0 - 1)
     assert g["rss_bytes_per_object"] == pytest.approx((58.0 - 21.0) * 2**20 / 9000)
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 1,000 | A | 1.100 (1.000–1.300) | 1.00 |" in table
+    assert "| 1,000 | A | 1.100 (1.000–1.300) | 10.00 | 0.1100 |" in table
 
 
 def test_steal_is_the_eighth_figure_of_the_cpu_line_in_clock_ticks(tmp_path):
@@ -467,5 +506,25 @@ def test_scale_growth_in_user_space_is_taken_from_the_user_figures_alone():
     assert g["user_cpu_per_reconcile_change"] == pytest.approx(0.1)
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 1,000 | A | 1.000 | 1.00 | 0.500 / 0.250 |" in table
+    assert "| 1,000 | A | 1.000 | 10.00 | 0.1000 | 0.500 / 0.250 |" in table
     assert "+10.0% in user space alone" in table
+
+
+def test_a_cpu_series_samples_the_program_and_the_work_done_until_stopped():
+    import time
+
+    class Busy:
+        def __init__(self):
+            self.reads = 0
+
+        def user_and_system_seconds(self):
+            self.reads += 1
+            return float(self.reads), 0.5
+
+    series = programs.CpuSeries(Busy(), lambda: 7, interval=0.01)
+    time.sleep(0.2)
+    points = list(series.stop())
+    time.sleep(0.1)
+    assert len(points) >= 3 and series.points == points
+    assert [(user, system, done) for _, user, system, done in points[:3]] == [(1.0, 0.5, 7), (2.0, 0.5, 7), (3.0, 0.5, 7)]
+    assert [p[0] for p in points] == sorted(p[0] for p in points)
