@@ -12,7 +12,9 @@ A phase sends its requests on 16 clients as fast as the API server takes them, o
 pace (--rate; bench-scale sends 100 a second). Latency is by this program's clock: from
 sending an object's request to seeing, in a watch, status.observedGeneration ==
 metadata.generation with Ready=True. In mode B every create and
-update trace (status.traceId) is fetched from Jaeger and checked whole. Then the echo-server
+update trace (status.traceId) is fetched from Jaeger and checked whole. Each round also keeps
+the operator's CPU per phase and second by second, and a speed probe's readings beside it
+(speed.py): the machine's own speed while the round ran. Then the echo-server
 alone is loaded with wrk, interleaved: tracing off, spans recorded but not exported,
 exporting to a closed port and exporting to Jaeger. Writes JSON, Markdown and a PNG."""
 
