@@ -1,8 +1,8 @@
 """How fast this machine is right now: a fixed piece of work, timed in the CPU time of the
-thread that does it, once a second. On a shared VM the same work takes up to 1.8 times as long
-at one hour as at another (docs/performance.md), and the operator's CPU per reconcile moves
-with it; bench-scale runs this beside each round so that a count's figure can be read against
-the machine's speed while it was measured, not against another round's.
+thread that does it, once a second. On this shared VM the same benchmark round has taken 1.7
+times the CPU at one hour as at another, in the operator and the API server alike
+(docs/performance.md); bench-scale runs this beside each round so that a count's figure can be
+read against the machine's speed while it was measured, not against another round's.
 
 Run as a child process (`python3 speed.py`): it prints one line per piece of work,
 "<CLOCK_MONOTONIC seconds> <milliseconds of thread CPU time>", until it is stopped."""
