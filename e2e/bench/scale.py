@@ -8,10 +8,11 @@ and mode, in turns (each round changes which runs first): two builds side by sid
 count and mode: operator CPU per reconcile, peak RSS, API writes per object and phase (the API
 server's own count), Events, spans exported, time to all Ready, and in B whether every trace is
 whole. Beside each round a speed probe (speed.py) times a fixed piece of work, and the CPU per
-reconcile is also given in units of it: a shared VM's speed drifts by hours, and the rounds of
-one count must not be read against another's on a faster hour. Writes results.json, results.md
-and scale.png, and each round's whole result (its CPU second by second, each phase's CPU) in
-rounds/; fails on errors and incomplete traces, never on timing."""
+reconcile's growth is also fitted with the probe's reading taken out (speed_fit.py): a shared
+VM's speed drifts, and the rounds of one count must not be read against another's on a faster
+hour. Writes results.json, results.md and scale.png, and each round's whole result (its CPU
+second by second, each phase's CPU) in rounds/; fails on errors and incomplete traces, never
+on timing."""
 
 import argparse
 import json
@@ -113,8 +114,8 @@ def main():
     results = {"machine": machine(), "rate": args.rate, "operator_env": dict(args.operator_env),
                "operator_protocol": args.operator_protocol, "rounds": args.rounds, "per_round": rounds,
                "builds": dict(builds), "rows": rows,
-               "growth": {mode: growth(rows, mode) for mode in args.modes},
-               "growth_by_build": {build: {mode: growth(rows, mode, build) for mode in args.modes}
+               "growth": {mode: growth(rows, mode, rounds=rounds) for mode in args.modes},
+               "growth_by_build": {build: {mode: growth(rows, mode, build, rounds) for mode in args.modes}
                                    for build, _ in builds}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@ the cost grows from the smallest count to the largest, and the Markdown table (s
 
 import statistics
 
+from speed_fit import change_at_one_speed
+
 PHASES = ("create", "update", "delete")
 # The build under test (--bin-dir); rounds of a build run beside it (--compare) carry its name.
 THIS_BUILD = "this"
@@ -82,10 +84,6 @@ def summarise(rounds):
         mine = [r for r in rounds if key(r) == (objects, mode, build)]
         row = {"objects": objects, "mode": mode, "build": build, "rounds": len(mine)}
         row.update({key: median(r.get(key) for r in mine) for key in MEDIANS})
-        # Each round's CPU per reconcile in units of its own probe, then the median.
-        row["operator_cpu_per_reconcile_per_probe"] = median(
-            r["operator_cpu_ms_per_reconcile"] / r["speed_probe_ms"] if r.get("speed_probe_ms") else None
-            for r in mine)
         row["operator_cpu_ms_per_reconcile_by_phase"] = {
             phase: median(r.get("operator_cpu_ms_per_reconcile_by_phase", {}).get(phase) for r in mine)
             for phase in PHASES}
@@ -102,8 +100,9 @@ def summarise(rounds):
     return rows
 
 
-def growth(rows, mode, build=THIS_BUILD):
-    """RSS bytes per object and the CPU per reconcile's change, from the smallest count to the largest."""
+def growth(rows, mode, build=THIS_BUILD, rounds=()):
+    """RSS bytes per object and the CPU per reconcile's change, from the smallest count to the
+    largest: between the medians, and fitted over the rounds with the machine's speed taken out."""
     mine = sorted((r for r in rows if (r["mode"], r["build"]) == (mode, build)), key=lambda r: r["objects"])
     if len(mine) < 2:
         return None
@@ -117,12 +116,21 @@ def growth(rows, mode, build=THIS_BUILD):
         / (high["objects"] - low["objects"]),
         "cpu_per_reconcile_change": change("operator_cpu_ms_per_reconcile"),
         "user_cpu_per_reconcile_change": change("operator_user_ms_per_reconcile"),
-        "cpu_per_reconcile_change_at_one_speed": change("operator_cpu_per_reconcile_per_probe"),
+        "cpu_per_reconcile_change_at_one_speed": change_at_one_speed(
+            [r for r in rounds if (r["mode"], r.get("build", THIS_BUILD)) == (mode, build)]),
     }
 
 
 def writes_cell(writes):
     return "; ".join(f"{phase}: " + ", ".join(f"{k} {v:g}" for k, v in writes[phase].items()) for phase in PHASES)
+
+
+def at_one_speed(fit):
+    """The growth with the machine's speed taken out (speed_fit.py), in words."""
+    if not fit:
+        return "at one machine speed: no fit (it needs speed probe readings, two counts and more rounds than counts + 1)"
+    return (f"at one machine speed {fit['change']:+.1%} (95 % interval {fit['low']:+.1%} to {fit['high']:+.1%}; "
+            f"{fit['rounds']} rounds, CPU ∝ probe^{fit['speed_exponent']:.2f})")
 
 
 def number(value, spec):
@@ -151,7 +159,7 @@ def markdown(results):
         f"min–max in brackets); {pace}; machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB. API "
         "writes are the API server's own count per object, the benchmark's own request taken off.",
         "",
-        "| objects | mode | operator CPU per reconcile (ms) | speed probe (ms) | the same ÷ the probe "
+        "| objects | mode | operator CPU per reconcile (ms) | speed probe (ms) "
         "| in user space / in the kernel (ms) | of which the export thread (ms) "
         "| operator peak RSS (MiB) | reconciles per object "
         "| Events per object | spans exported per object | create: all Ready (s) | traces | API writes per object |",
@@ -160,7 +168,7 @@ def markdown(results):
     for r in results["rows"]:
         lines.append(
             f"| {r['objects']:,} | {mode_label(r['mode'], r['build'])} | {r['operator_cpu_ms_per_reconcile']:.3f}{cpu_range(r)} | "
-            f"{number(r['speed_probe_ms'], '.2f')} | {number(r['operator_cpu_per_reconcile_per_probe'], '.4f')} | "
+            f"{number(r['speed_probe_ms'], '.2f')} | "
             f"{r['operator_user_ms_per_reconcile']:.3f} / {r['operator_system_ms_per_reconcile']:.3f} | "
             f"{r['export_thread_ms_per_reconcile']:.3f} | "
             f"{r['operator_peak_rss_mib']:.1f} | {r['reconciles_per_object']:.2f} | {r['events_per_object']:.2f} | "
@@ -175,9 +183,8 @@ def markdown(results):
             name = f"mode {mode}" if build == THIS_BUILD else f"mode {mode}, build {build}"
             lines.append(f"- {name}: operator RSS grows {g['rss_bytes_per_object']:,.0f} bytes per object; "
                          f"CPU per reconcile changes {g['cpu_per_reconcile_change']:+.1%} from the smallest count to "
-                         f"the largest ({number(g['cpu_per_reconcile_change_at_one_speed'], '+.1%')} against the speed "
-                         "probe, "
-                         f"{g['user_cpu_per_reconcile_change']:+.1%} in user space alone)")
+                         f"the largest ({g['user_cpu_per_reconcile_change']:+.1%} in user space alone); "
+                         f"{at_one_speed(g['cpu_per_reconcile_change_at_one_speed'])}")
     for r in behind_pace(results):
         lines.append(f"- **behind the pace**: {r['objects']:,} objects, mode {mode_label(r['mode'], r['build'])}: "
                      f"{r['sent_per_second']:.0f} requests a second in its slowest phase, not {rate:g}")

@@ -326,27 +326,41 @@ def test_scale_row_splits_the_reconciles_cpu_by_kind_and_by_phase():
 def test_a_round_on_a_slower_machine_is_read_against_its_own_speed_probe():
     from bench.scale_report import growth, markdown as scale_markdown, summarise as scale_summarise
 
-    # The 10,000-object rounds ran while the machine was 1.5 times slower: 1.5 times the CPU
-    # per reconcile, and 1.5 times the probe's, so against the probe nothing grew.
-    rounds = [dict(_scale_round(1000, "A", 1.0, 20.0, probe_ms=10.0), build="this"),
-              dict(_scale_round(1000, "A", 1.2, 20.0, probe_ms=12.0), build="this"),
-              dict(_scale_round(10000, "A", 1.5, 50.0, probe_ms=15.0), build="this"),
-              dict(_scale_round(10000, "A", 1.8, 50.0, probe_ms=18.0), build="this")]
+    # CPU per reconcile = 0.01 · probe² and 5 % more at 10,000 objects, give or take 1 %; the
+    # 10,000-object rounds ran on a slower machine (their probe higher), so their medians differ
+    # by far more.
+    wobble = [1.01, 0.99, 1.0]
+    rounds = [dict(_scale_round(objects, "A", 0.01 * probe**2 * step * w, 20.0, probe_ms=probe), build="this")
+              for objects, step, probes in ((1000, 1.0, (9.0, 10.0, 11.0)), (10000, 1.05, (10.5, 12.0, 12.5)))
+              for probe, w in zip(probes, wobble)]
     rows = scale_summarise(rounds)
-    assert [r["operator_cpu_per_reconcile_per_probe"] for r in rows] == pytest.approx([0.1, 0.1])
-    assert rows[1]["speed_probe_ms"] == pytest.approx(16.5)
-    g = growth(rows, "A")
-    assert g["cpu_per_reconcile_change"] == pytest.approx(1.65 / 1.1 - 1)
-    assert g["cpu_per_reconcile_change_at_one_speed"] == pytest.approx(0.0)
-    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 2, "rows": rows,
+    assert rows[1]["speed_probe_ms"] == pytest.approx(12.0)
+    g = growth(rows, "A", rounds=rounds)
+    assert g["cpu_per_reconcile_change"] > 0.5
+    fit = g["cpu_per_reconcile_change_at_one_speed"]
+    assert fit["change"] == pytest.approx(0.05, abs=0.02)
+    assert fit["low"] < 0.05 < fit["high"] and fit["high"] - fit["low"] < 0.2
+    assert fit["speed_exponent"] == pytest.approx(2.0, abs=0.3) and fit["rounds"] == 6
+    table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 10,000 | A | 1.650 (1.500–1.800) | 16.50 | 0.1000 |" in table
-    assert "(+0.0% against the speed probe" in table
-    # Results from before the probe existed have no figure: a dash, not a failure.
-    old = scale_summarise([dict(_scale_round(1000, "A", 1.0, 20.0, probe_ms=None), build="this")])
-    assert old[0]["operator_cpu_per_reconcile_per_probe"] is None
-    assert "| 1,000 | A | 1.000 | – | – |" in scale_markdown(
-        {"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": old, "growth": {}})
+    assert "| 10,000 | A | " in table and " | 12.00 | " in table
+    assert f"at one machine speed {fit['change']:+.1%} (95 % interval" in table
+
+
+def test_the_fit_at_one_speed_needs_probe_readings_two_counts_and_a_degree_of_freedom():
+    from bench.speed_fit import change_at_one_speed, t95
+
+    def rounds(probes_by_count):
+        return [{"objects": objects, "operator_cpu_ms_per_reconcile": 1.0 + probe / 100, "speed_probe_ms": probe}
+                for objects, probes in probes_by_count.items() for probe in probes]
+
+    assert change_at_one_speed(rounds({1000: [9.0, 10.0, 11.0]})) is None  # one count
+    assert change_at_one_speed(rounds({1000: [9.0, 10.0], 10000: [11.0]})) is None  # no degree left
+    assert change_at_one_speed(rounds({1000: [10.0, 10.0], 10000: [10.0, 10.0]})) is None  # speed and count tied
+    unprobed = [dict(r, speed_probe_ms=None) for r in rounds({1000: [9.0, 10.0], 10000: [11.0, 12.0]})]
+    assert change_at_one_speed(unprobed) is None  # results from before the probe
+    assert change_at_one_speed(rounds({1000: [9.0, 10.0], 10000: [11.0, 12.5]})) is not None
+    assert t95(5) == 2.57 and t95(11) == t95(10)  # between entries: the wider interval
 
 
 def test_the_speed_probe_is_read_inside_the_rounds_window_and_a_cut_line_is_skipped():
@@ -378,7 +392,7 @@ def test_scale_takes_the_median_of_each_count_and_mode_and_its_growth_from_those
     assert g["rss_bytes_per_object"] == pytest.approx((58.0 - 21.0) * 2**20 / 9000)
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 3, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 1,000 | A | 1.100 (1.000–1.300) | 10.00 | 0.1100 |" in table
+    assert "| 1,000 | A | 1.100 (1.000–1.300) | 10.00 | 0.825 / 0.275 |" in table
 
 
 def test_steal_is_the_eighth_figure_of_the_cpu_line_in_clock_ticks(tmp_path):
@@ -506,7 +520,7 @@ def test_scale_growth_in_user_space_is_taken_from_the_user_figures_alone():
     assert g["user_cpu_per_reconcile_change"] == pytest.approx(0.1)
     table = scale_markdown({"machine": {"cores": 2, "cpu": "x", "memory_gib": 1}, "rounds": 1, "rows": rows,
                             "growth": {"A": g}})
-    assert "| 1,000 | A | 1.000 | 10.00 | 0.1000 | 0.500 / 0.250 |" in table
+    assert "| 1,000 | A | 1.000 | 10.00 | 0.500 / 0.250 |" in table
     assert "+10.0% in user space alone" in table
 
 

@@ -1,0 +1,1 @@
+"""The benchmark scripts; the selftests import their modules as `bench.<module>`."""
