@@ -196,17 +196,17 @@ class Bench:
         except BaseException:
             echo.stop()
             raise
-        recorder = self.record_with_perf(operator, label)
-        probe = Program(f"speed probe {label}", [sys.executable, str(Path(__file__).with_name("speed.py"))], {},
-                        self.logs / f"speed-{label}.log")
         timeout = max(120, n // 2)
-        harness_before, steal_before = harness_cpu(self.state), steal_seconds()
-        round_started = time.monotonic()
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
         phase_cpu = {}
-        tracker = None
-        series = CpuSeries(operator, lambda: len(tracker.ready) + len(tracker.gone) if tracker else 0)
+        recorder = probe = series = tracker = None
         try:
+            recorder = self.record_with_perf(operator, label)
+            probe = Program(f"speed probe {label}", [sys.executable, str(Path(__file__).with_name("speed.py"))],
+                            {}, self.logs / f"speed-{label}.log")
+            harness_before, steal_before = harness_cpu(self.state), steal_seconds()
+            round_started = time.monotonic()
+            series = CpuSeries(operator, lambda: len(tracker.ready) + len(tracker.gone) if tracker else 0)
             tracker = Tracker(self.api, namespace, on_ready)
 
             def reconciles(**labels):
@@ -284,11 +284,13 @@ class Bench:
                 if None in seconds:
                     result["errors"].append(f"{seconds.count(None)} sampled traces never complete in Jaeger")
         finally:
-            series.stop()
+            if series:
+                series.stop()
             if tracker:
                 tracker.close()
             operator.stop()
-            probe.stop()
+            if probe:
+                probe.stop()
             if recorder:
                 recorder.wait(30)  # perf stops when the operator exits
             echo.stop()

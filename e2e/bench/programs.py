@@ -222,7 +222,8 @@ class CpuSeries:
     def __init__(self, program, done, interval=1.0):
         self.points = []  # (CLOCK_MONOTONIC seconds, user seconds, system seconds, done)
         self._stopped = threading.Event()
-        threading.Thread(target=self._sample, args=(program, done, interval), daemon=True).start()
+        self._thread = threading.Thread(target=self._sample, args=(program, done, interval), daemon=True)
+        self._thread.start()
 
     def _sample(self, program, done, interval):
         while not self._stopped.wait(interval):
@@ -233,7 +234,9 @@ class CpuSeries:
             self.points.append((time.monotonic(), user, system, done()))
 
     def stop(self):
+        """Stops sampling and returns the points; none is added after it returns."""
         self._stopped.set()
+        self._thread.join()
         return self.points
 
 

@@ -1,13 +1,15 @@
 """bench-scale's growth with the machine's speed taken out. On a shared VM the operator's CPU
 per reconcile follows the speed probe's reading (speed.py) round by round, and more than in
-proportion: the ninth run's rounds fit CPU ∝ probe^2.5, correlation 0.95 in both modes. So
-two counts measured at different speeds differ by the speed as much as by the count. Here
+proportion (docs/performance.md, "The machine's own speed"). So two counts measured at
+different speeds differ by the speed as much as by the count. Here
 every round of one mode and build is fitted at once by least squares,
 
     log(CPU per reconcile) = a + k · log(probe) + one step per object count,
 
 and the step of the largest count over the smallest is the change at one speed, with its 95 %
-interval (Student's t: a few rounds leave few degrees of freedom)."""
+interval (Student's t: a few rounds leave few degrees of freedom). The probe shares the cores
+with the harness, whose load may differ by count, so a count's own effect can leak into k:
+read the fit beside the medians, not instead of them."""
 
 import math
 
@@ -27,8 +29,9 @@ def change_at_one_speed(rounds):
     """The fitted change of CPU per reconcile from the smallest object count to the largest,
     from bench-scale rounds (scale_report.row) of one mode and build: a dict of the change,
     its 95 % interval and the exponent k, or None where the rounds cannot carry the fit (no
-    probe readings, one count only, or no degree of freedom left)."""
-    rounds = [r for r in rounds if r.get("speed_probe_ms")]
+    probe reading in some round, one count only, or no degree of freedom left)."""
+    if not all(r.get("speed_probe_ms") for r in rounds):
+        return None  # leaving those rounds out could drop a whole count and compare others
     counts = sorted({r["objects"] for r in rounds})
     columns = 2 + len(counts) - 1
     if len(counts) < 2 or len(rounds) <= columns:
@@ -45,4 +48,4 @@ def change_at_one_speed(rounds):
     error = math.sqrt(variance * numpy.linalg.inv(design.T @ design)[-1, -1])
     step, margin = fit[-1], t95(degrees) * error
     return {"change": math.exp(step) - 1, "low": math.exp(step - margin) - 1, "high": math.exp(step + margin) - 1,
-            "speed_exponent": float(fit[1]), "rounds": len(rounds)}
+            "speed_exponent": float(fit[1]), "rounds": len(rounds), "counts": (counts[0], counts[-1])}

@@ -359,6 +359,10 @@ def test_the_fit_at_one_speed_needs_probe_readings_two_counts_and_a_degree_of_fr
     assert change_at_one_speed(rounds({1000: [10.0, 10.0], 10000: [10.0, 10.0]})) is None  # speed and count tied
     unprobed = [dict(r, speed_probe_ms=None) for r in rounds({1000: [9.0, 10.0], 10000: [11.0, 12.0]})]
     assert change_at_one_speed(unprobed) is None  # results from before the probe
+    # Rounds without a reading are not left out: that could drop the largest count unseen.
+    three = rounds({1000: [9.0, 10.0], 3000: [10.0, 11.0], 10000: [11.0, 12.0]})
+    assert change_at_one_speed([dict(r, speed_probe_ms=None) if r["objects"] == 10000 else r for r in three]) is None
+    assert change_at_one_speed(three)["counts"] == (1000, 10000)
     assert change_at_one_speed(rounds({1000: [9.0, 10.0], 10000: [11.0, 12.5]})) is not None
     assert t95(5) == 2.57 and t95(11) == t95(10)  # between entries: the wider interval
 
