@@ -9,9 +9,14 @@ every round of one mode and build is fitted at once by least squares,
 and the step of the largest count over the smallest is the change at one speed, with its 95 %
 interval (Student's t: a few rounds leave few degrees of freedom). The probe shares the cores
 with the harness, whose load may differ by count, so a count's own effect can leak into k:
-read the fit beside the medians, not instead of them."""
+read the fit beside the medians, not instead of them.
 
+Run as a program, it fits the rounds of one or more bench-scale runs together, per mode:
+    python3 e2e/bench/speed_fit.py target/bench-scale/results.json [OTHER/results.json ...]"""
+
+import json
 import math
+import sys
 
 import numpy
 
@@ -49,3 +54,23 @@ def change_at_one_speed(rounds):
     step, margin = fit[-1], t95(degrees) * error
     return {"change": math.exp(step) - 1, "low": math.exp(step - margin) - 1, "high": math.exp(step + margin) - 1,
             "speed_exponent": float(fit[1]), "rounds": len(rounds), "counts": (counts[0], counts[-1])}
+
+
+def main(paths):
+    rounds = [r for path in paths for r in json.load(open(path))["per_round"]]
+    for mode in sorted({r["mode"] for r in rounds}):
+        mine = [r for r in rounds if r["mode"] == mode and r.get("build", "this") == "this"]
+        fit = change_at_one_speed(mine)
+        if not fit:
+            print(f"mode {mode}: no fit ({len(mine)} rounds)")
+            continue
+        low, high = fit["counts"]
+        print(f"mode {mode}: {fit['change']:+.1%} from {low:,} to {high:,} objects at one machine speed "
+              f"(95 % interval {fit['low']:+.1%} to {fit['high']:+.1%}; {fit['rounds']} rounds, "
+              f"CPU ∝ probe^{fit['speed_exponent']:.2f})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])

@@ -546,3 +546,24 @@ def test_a_cpu_series_samples_the_program_and_the_work_done_until_stopped():
     assert len(points) >= 3 and series.points == points
     assert [(user, system, done) for _, user, system, done in points[:3]] == [(1.0, 0.5, 7), (2.0, 0.5, 7), (3.0, 0.5, 7)]
     assert [p[0] for p in points] == sorted(p[0] for p in points)
+
+
+def test_the_fit_reads_the_rounds_of_several_runs_together(tmp_path, capsys):
+    import json
+
+    from bench.speed_fit import main
+
+    def run(path, probes):
+        rounds = [{"objects": objects, "mode": "A", "build": "this", "speed_probe_ms": probe,
+                   "operator_cpu_ms_per_reconcile": 0.01 * probe**2 * (1.05 if objects == 10000 else 1.0)}
+                  for objects, probe in probes]
+        path.write_text(json.dumps({"per_round": rounds}))
+        return str(path)
+
+    # Each run alone has no degree of freedom left; together they have one.
+    first = run(tmp_path / "first.json", [(1000, 9.0), (10000, 10.0)])
+    second = run(tmp_path / "second.json", [(1000, 11.0), (10000, 12.5)])
+    main([first])
+    assert capsys.readouterr().out == "mode A: no fit (2 rounds)\n"
+    main([first, second])
+    assert "mode A: +5.0% from 1,000 to 10,000 objects at one machine speed" in capsys.readouterr().out
