@@ -12,7 +12,7 @@ with the harness, whose load may differ by count, so a count's own effect can le
 read the fit beside the medians, not instead of them.
 
 Run as a program, it fits the rounds of one or more bench-scale runs together, per mode:
-    python3 e2e/bench/speed_fit.py target/bench-scale/results.json [OTHER/results.json ...]"""
+    target/venv/bin/python e2e/bench/speed_fit.py target/bench-scale/results.json [OTHER/results.json ...]"""
 
 import json
 import math
