@@ -101,11 +101,15 @@ class Tracker:
         self.stop.set()
 
 
-def phase_result(sent, finished, started, reconciles):
+def phase_result(sent, finished, started, reconciles, operator_cpu):
+    """A phase's figures; `operator_cpu` is the operator's (user, system) seconds in it."""
     seconds = max(finished[n] for n in sent) - started
     latencies = [(finished[n] - sent[n]) * 1000 for n in sent]
+    user, system = operator_cpu
     return {
         "seconds": seconds,
+        "operator_user_cpu_seconds": user,
+        "operator_system_cpu_seconds": system,
         "objects_per_second": len(sent) / seconds,
         "reconciles_per_second": reconciles / seconds,
         "reconciles": reconciles,
@@ -198,7 +202,6 @@ class Bench:
             raise
         timeout = max(120, n // 2)
         result = {"mode": mode, "round": index, "namespace": namespace, "errors": []}
-        phase_cpu = {}
         recorder = probe = series = tracker = None
         try:
             recorder = self.record_with_perf(operator, label)
@@ -219,13 +222,12 @@ class Bench:
                 sent, errors = fan_out(self.pool, request, names, self.args.rate)
                 result["errors"] += [f"{phase}: {e}" for e in errors]
                 tracker.wait(f"{phase} of {n} objects", lambda: done(sent), timeout)
-                cpu_after = operator.user_and_system_seconds()
+                cpu = [after - before for after, before in zip(operator.user_and_system_seconds(), cpu_before)]
                 count = reconciles() - before
-                phase_cpu[phase] = [after - before for after, before in zip(cpu_after, cpu_before)]
                 time.sleep(1)  # an Event follows its object's status write
                 result.setdefault("api_writes_per_object", {})[phase] = phase_writes(
                     writes_before, write_counts(self.api), phase, n)
-                return sent, started, count
+                return sent, started, count, cpu
 
             def create(name):
                 body = {"apiVersion": "tracing.example.com/v1alpha1", "kind": "Echo",
@@ -237,15 +239,15 @@ class Bench:
                                  "application/merge-patch+json")
 
             for phase, request, generation in (("create", create, 1), ("update", update, 2)):
-                sent, started, count = measure(
+                sent, started, count, cpu = measure(
                     phase, request, lambda sent, g=generation: all((x, g) in tracker.ready for x in sent))
                 finished = {x: tracker.ready[(x, generation)][0] for x in sent}
-                result[phase] = phase_result(sent, finished, started, count)
+                result[phase] = phase_result(sent, finished, started, count, cpu)
 
-            sent, started, count = measure(
+            sent, started, count, cpu = measure(
                 "delete", lambda name: self.api.request("DELETE", f"{path}/{name}"),
                 lambda sent: all(x in tracker.gone for x in sent))
-            result["delete"] = phase_result(sent, tracker.gone, started, count)
+            result["delete"] = phase_result(sent, tracker.gone, started, count, cpu)
             result["reconcile_errors"] = reconciles(result="error")
 
             # CPU and counters before the trace check below: its 2,000 queries to Jaeger and
@@ -261,9 +263,6 @@ class Bench:
                                "export_thread_cpu_seconds": export_thread_seconds(by_thread),
                                "spans": span_counters(f"{url}/metrics", prefix)}
             result["operator"]["cpu_series"] = series.stop()
-            for phase, (user, system) in phase_cpu.items():
-                result[phase]["operator_user_cpu_seconds"] = user
-                result[phase]["operator_system_cpu_seconds"] = system
             result["harness_cpu_seconds"] = {k: v - harness_before[k] for k, v in harness_cpu(self.state).items()}
             # Whether the host took this VM's cores away during the round (the rounds' spread).
             result["steal_seconds"] = steal_seconds() - steal_before

@@ -88,6 +88,8 @@ def main():
 
     args.objects = counts[0]
     bench = Bench(args)
+    raw = Path(args.out) / "rounds"  # each round's whole result, as bench.py returns it
+    raw.mkdir(parents=True, exist_ok=True)
     rounds = []
     for index in range(1, args.rounds + 1):
         for objects in counts:
@@ -103,8 +105,6 @@ def main():
                     # may still be terminating (409 AlreadyExists), and logs must not mix.
                     label = f"{objects}-r{index}" + ("" if build == THIS_BUILD else f"-{build}")
                     result = bench.run_round(mode, label)
-                    raw = Path(args.out) / "rounds"
-                    raw.mkdir(parents=True, exist_ok=True)
                     (raw / f"{label}-{mode.lower()}.json").write_text(json.dumps(result))
                     rounds.append(dict(row(objects, mode, result), round=index, build=build))
                     print(f"bench-scale:   "

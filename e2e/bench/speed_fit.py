@@ -38,7 +38,7 @@ def change_at_one_speed(rounds):
     if not all(r.get("speed_probe_ms") for r in rounds):
         return None  # leaving those rounds out could drop a whole count and compare others
     counts = sorted({r["objects"] for r in rounds})
-    columns = 2 + len(counts) - 1
+    columns = 1 + len(counts)  # the constant, log(probe), a step for each count but the smallest
     if len(counts) < 2 or len(rounds) <= columns:
         return None
     design = numpy.array([[1.0, math.log(r["speed_probe_ms"])] + [float(r["objects"] == c) for c in counts[1:]]
